@@ -1,0 +1,7 @@
+"""``python -m nlptune`` (also under ``accelerate launch -m nlptune`` and ``torchrun -m nlptune``)."""
+
+import sys
+
+from nlptune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Backbones: where pre-trained weights come from and how they are loaded."""

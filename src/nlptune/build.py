@@ -1,0 +1,108 @@
+"""The one place that turns a run config into task, backbone, strategy, data and model.
+
+Everything below this module takes flat, typed arguments; only this module reads ``RunConfig``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from nlptune.config import RunConfig
+from nlptune.data import features as feats
+from nlptune.data.examples import TextExample
+from nlptune.data.features import Features
+from nlptune.registry import BACKBONES, STRATEGIES, TASKS
+
+logger = logging.getLogger("nlptune")
+
+
+@dataclass
+class Parts:
+    """The registry entries of a run, instantiated from its config."""
+
+    task: Any
+    backbone: Any
+    strategy: Any
+
+
+def parts(config: RunConfig) -> Parts:
+    return Parts(
+        task=TASKS.get(config.task.type)(config.task, config.data),
+        backbone=BACKBONES.get(config.backbone.type),
+        strategy=STRATEGIES.get(config.strategy.type)(config.strategy),
+    )
+
+
+@dataclass
+class Dataset:
+    """Examples and (once featurized) features of one split."""
+
+    path: str
+    examples: list[TextExample]
+    features: Features | None = None
+
+
+def read_splits(config: RunConfig, task: Any) -> dict[str, Dataset]:
+    """Read train/dev/test, fix the label set from train and check dev/test labels against it.
+
+    Raises DataError (file, line, what to change) before any weights load.
+    """
+    out: dict[str, Dataset] = {}
+    for split in ("train", "dev", "test"):
+        path = getattr(config.data, split)
+        if path is not None:
+            out[split] = Dataset(path, task.read(path))
+            if split == "train":
+                task.fit(out["train"].examples)
+            task.encode_labels(out[split].examples)  # unknown labels fail here, named
+    return out
+
+
+def check_model_fits(config: RunConfig, strategy: Any) -> None:
+    """Cheap checks on the backbone's config.json (no weights) against strategy and task."""
+    from transformers import AutoConfig
+
+    from nlptune.backbones.hf_encoder import resolve_model_path
+    from nlptune.errors import ModelError
+
+    try:
+        model_config = AutoConfig.from_pretrained(resolve_model_path(config.backbone.path))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"backbone.path {config.backbone.path}: not a model folder: {err}") from None
+    if hasattr(strategy, "check_model"):
+        strategy.check_model(model_config)
+    if getattr(model_config, "is_encoder_decoder", False):
+        raise ModelError(
+            f"backbone.path {config.backbone.path} is an encoder-decoder "
+            f"({model_config.model_type}); task {config.task.type} needs an encoder such as BERT"
+        )
+
+
+def featurize(config: RunConfig, task: Any, tokenizer: Any, data: Dataset) -> tuple[Features, bool]:
+    """Tokenized features of ``data``, from the on-disk cache when the same data, tokenizer and
+    task settings were seen before. Returns ``(features, cache_hit)``."""
+    key = [
+        feats.file_digest(data.path) if _is_local(data.path) else data.path,
+        feats.tokenizer_fingerprint(tokenizer),
+        config.backbone.max_length,
+        task.cache_key(),
+    ]
+    return feats.cached(
+        feats.cache_dir(config.data.cache_dir), key,
+        lambda: task.featurize(data.examples, tokenizer, config.backbone.max_length),
+    )
+
+
+def _is_local(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).exists()
+
+
+def load_model(config: RunConfig, task: Any, backbone: Any) -> tuple[Any, set[str]]:
+    import transformers
+
+    model_class = getattr(transformers, task.model_auto_class)
+    return backbone.load_model(config.backbone.path, model_class, **task.model_kwargs())

@@ -1,0 +1,131 @@
+"""Command line: train, evaluate, predict, validate, list, demo. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nlptune.errors import NlptuneError
+
+logger = logging.getLogger("nlptune")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nlptune", description="Fine-tune pre-trained language models for NLP tasks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="fine-tune as a config says and save the run")
+    train.add_argument("config", help="YAML run config")
+    train.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace a finished run")
+
+    evaluate = sub.add_parser("evaluate", help="score a finished run on labelled data")
+    evaluate.add_argument("run", help="run directory")
+    evaluate.add_argument("--data", required=True, help="labelled data, read like the training data")
+
+    predict = sub.add_parser("predict", help="predict with a finished run")
+    predict.add_argument("run", help="run directory")
+    predict.add_argument("--input", required=True,
+                         help=".txt (one input a line; TAB between a pair), .jsonl, .csv or .tsv")
+    predict.add_argument("--output", help="JSON Lines output (default: stdout)")
+
+    validate = sub.add_parser("validate", help="check a config and its data without training")
+    validate.add_argument("config")
+    validate.add_argument("overrides", nargs="*")
+
+    lister = sub.add_parser("list", help="list tasks, strategies, backbones, config keys")
+    lister.add_argument("what", choices=["tasks", "strategies", "backbones", "keys", "configs"])
+
+    demo = sub.add_parser("demo", help="fine-tune MiniLM on 200 movie reviews and predict")
+    demo.add_argument("--output-dir", default="runs/demo")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return _dispatch(args)
+    except NlptuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with `nlptune train CONFIG --resume`", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from nlptune.api import train
+
+        result = train(args.config, args.overrides, resume=args.resume, overwrite=args.overwrite)
+        print(json.dumps(result.metrics))
+    elif args.command == "evaluate":
+        from nlptune.predict import Predictor
+
+        print(json.dumps(Predictor.from_dir(args.run).evaluate(args.data)))
+    elif args.command == "predict":
+        _predict(args.run, args.input, args.output)
+    elif args.command == "validate":
+        from nlptune.api import validate
+
+        summary = validate(args.config, args.overrides)
+        print(f"{args.config}: OK")
+        print(json.dumps(summary))
+    elif args.command == "list":
+        _list(args.what)
+    elif args.command == "demo":
+        from nlptune.demo import run_demo
+
+        run_demo(Path(args.output_dir))
+    return 0
+
+
+def _predict(run: str, source: str, output: str | None) -> None:
+    from nlptune.data.features import atomic_write
+    from nlptune.predict import Predictor
+
+    if not Path(source).exists():
+        raise NlptuneError(f"input file not found: {source}")
+    rows = Predictor.from_dir(run).predict_file(source)
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    if output:
+        atomic_write(Path(output), lambda f: f.write(text), mode="w")
+        logger.info("wrote %d predictions to %s", len(rows), output)
+    else:
+        sys.stdout.write(text)
+
+
+def _list(what: str) -> None:
+    from nlptune.config import iter_keys
+    from nlptune.registry import BACKBONES, STRATEGIES, TASKS
+
+    if what == "keys":
+        for key, kind, default, doc in iter_keys():
+            print(f"{key:32} {kind:24} {default!s:12} {doc}")
+        return
+    if what == "configs":
+        root = Path(__file__).resolve().parents[2] / "configs"
+        for path in sorted(root.glob("*/*.yaml")):
+            print(path.relative_to(root.parent))
+        return
+    registry = {"tasks": TASKS, "strategies": STRATEGIES, "backbones": BACKBONES}[what]
+    for name, entry in registry:
+        doc = (entry.__doc__ or "").strip().splitlines()[0] if entry.__doc__ else ""
+        print(f"{name:22} {doc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""The run config: typed, strict, YAML plus dotted ``key=value`` overrides.
+
+Top-level sections are ``task``, ``data``, ``backbone``, ``strategy`` and ``trainer``, plus
+``seed`` and ``output_dir``. In ``task``, ``backbone`` and ``strategy`` the ``type`` key picks the
+registry entry, whose own ``Config`` class lists the keys that section accepts. Every field
+carries a one-line description; the same text feeds ``nlptune list keys``, the README's config
+reference and error messages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nlptune.errors import ConfigError, did_you_mean
+from nlptune.registry import BACKBONES, STRATEGIES, TASKS
+
+Column = str | int
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Section):
+    """Base of task sections; each task registers a subclass as ``Task.Config``."""
+
+    type: str = Field("text_classification", description="task name (nlptune list tasks)")
+    metric: str | None = Field(
+        None, description="main metric for early stopping and the best checkpoint (task default)"
+    )
+
+
+class DataConfig(Section):
+    train: str | None = Field(None, description="training data: a file, a saved dataset, or hf id")
+    dev: str | None = Field(None, description="development data, evaluated during training")
+    test: str | None = Field(None, description="test data, evaluated once with the best model")
+    format: Literal["auto", "csv", "tsv", "jsonl", "hf"] = Field(
+        "auto", description="file format; auto = from the file name (.csv .tsv .jsonl, folder = hf)"
+    )
+    text: Column = Field("text", description="column with the text (name or 0-based index)")
+    text_pair: Column | None = Field(None, description="column with the second text of a pair")
+    label: Column | list[Column] = Field(
+        "label", description="label column; a list of columns (0/1 each) means multi-label"
+    )
+    label_sep: str | None = Field(
+        None, description="separator that splits one label cell into several labels (multi-label)"
+    )
+    header: bool | None = Field(
+        None, description="CSV/TSV first row is a header; null = yes when columns are named"
+    )
+    quoting: Literal["auto", "none", "minimal"] = Field(
+        "auto", description="CSV quoting; auto = none for TSV (as the GLUE files), minimal for CSV"
+    )
+    hf_subset: str | None = Field(None, description="configuration name of a hub dataset")
+    cache_dir: str | None = Field(
+        None, description="tokenized-feature cache (default $NLPTUNE_CACHE or ~/.cache/nlptune)"
+    )
+
+
+class BackboneConfig(Section):
+    type: str = Field("hf_encoder", description="backbone family (nlptune list backbones)")
+    path: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="local folder, hub id, or packaged model id of the pre-trained model",
+    )
+    max_length: int = Field(
+        256, ge=8, description="longest input in subword tokens; longer inputs are truncated"
+    )
+
+
+class StrategyConfig(Section):
+    """Base of strategy sections; each strategy registers a subclass as ``Strategy.Config``."""
+
+    type: str = Field("full", description="which parameters train (nlptune list strategies)")
+    freeze_embeddings: bool = Field(
+        True,
+        description="keep the word-embedding matrix fixed (saves ~half of a small model's "
+        "optimizer work; position and type embeddings still train)",
+    )
+
+
+class TrainerConfig(Section):
+    epochs: float = Field(3, gt=0, description="passes over the training data")
+    max_steps: int | None = Field(
+        None, ge=1, description="stop after this many optimizer steps (overrides epochs)"
+    )
+    batch_size: int = Field(32, ge=1, description="examples per optimizer step, over all processes")
+    eval_batch_size: int | None = Field(None, ge=1, description="examples per evaluation batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimizer step")
+    lr: float = Field(5e-5, gt=0, description="peak learning rate of the backbone")
+    head_lr: float | None = Field(
+        None, gt=0, description="peak learning rate of the task head (default: lr)"
+    )
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on bias/LayerNorm)")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of steps spent warming up")
+    warmup_steps: int | None = Field(None, ge=0, description="warm-up steps (replaces warmup_ratio)")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping norm (null: off)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 where the CPU/GPU supports it, else fp32"
+    )
+    eval_every: int | None = Field(
+        None, ge=1, description="evaluate every N optimizer steps (null: after each epoch)"
+    )
+    save_every: int | None = Field(
+        None, ge=1, description="write a resume checkpoint every N steps (null: at each evaluation)"
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after N evaluations without improvement (null: never)"
+    )
+    group_by_length: bool = Field(True, description="batch examples of similar length together")
+    log_every: int = Field(10, ge=1, description="log loss and learning rate every N steps")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads (null: torch default)")
+    progress: bool = Field(True, description="show a progress bar")
+    tensorboard: bool = Field(True, description="write TensorBoard event files under the run")
+    keep_checkpoints: bool = Field(
+        False, description="keep checkpoints/ (resume state, best weights) after a finished run"
+    )
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> TrainerConfig:
+        if self.warmup_steps is not None and "warmup_ratio" in self.model_fields_set:
+            raise ValueError(
+                "can't set both trainer.warmup_ratio and trainer.warmup_steps; choose one"
+            )
+        return self
+
+
+class RunConfig(Section):
+    task: TaskConfig
+    data: DataConfig = Field(default_factory=DataConfig)  # type: ignore[arg-type]
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)  # type: ignore[arg-type]
+    strategy: StrategyConfig
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)  # type: ignore[arg-type]
+    seed: int = Field(42, description="random seed for weights, data order and dropout")
+    output_dir: str = Field("runs/run", description="run directory (the artefact)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config (every default filled in) as plain data."""
+        return {
+            name: (
+                getattr(self, name).model_dump()
+                if isinstance(getattr(self, name), BaseModel)
+                else getattr(self, name)
+            )
+            for name in type(self).model_fields
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_TYPED_SECTIONS = {
+    "task": (TASKS, "text_classification"),
+    "backbone": (BACKBONES, "hf_encoder"),
+    "strategy": (STRATEGIES, "full"),
+}
+_SECTIONS: dict[str, type[Section]] = {
+    "data": DataConfig,
+    "trainer": TrainerConfig,
+}
+
+
+def section_class(section: str, type_name: str | None = None) -> type[Section]:
+    """The config class for ``section`` (for typed sections, of the entry ``type_name``)."""
+    if section in _TYPED_SECTIONS:
+        registry, default = _TYPED_SECTIONS[section]
+        cls: type[Section] = registry.get(type_name or default).Config
+        return cls
+    return _SECTIONS[section]
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()
+) -> RunConfig:
+    """Read a YAML file (or a mapping), apply ``key=value`` overrides, validate strictly.
+
+    Raises:
+        ConfigError: for a missing file, bad YAML, an unknown key (with a close-match hint),
+            a wrong type or an impossible combination.
+    """
+    name = "<dict>"
+    if isinstance(source, Mapping):
+        raw: Any = _deep_copy(source)
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raw.setdefault("output_dir", f"runs/{path.stem}")
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, name)
+
+
+def validate(raw: dict[str, Any], name: str = "<dict>") -> RunConfig:
+    known = list(RunConfig.model_fields)
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{name}: unknown key '{key}'{did_you_mean(key, known)}")
+    sections: dict[str, Any] = {}
+    for section in [*_TYPED_SECTIONS, *_SECTIONS]:
+        body = raw.get(section) or {}
+        if not isinstance(body, dict):
+            raise ConfigError(f"{name}: '{section}' must be a mapping, got {body!r}")
+        cls = section_class(section, body.get("type"))
+        try:
+            sections[section] = cls.model_validate(body)
+        except ValidationError as err:
+            raise ConfigError(_format_errors(name, section, cls, err)) from None
+    rest = {k: v for k, v in raw.items() if k not in sections}
+    try:
+        config = RunConfig.model_validate({**sections, **rest})
+    except ValidationError as err:
+        raise ConfigError(_format_errors(name, "", RunConfig, err)) from None
+    _check_combinations(config, name)
+    return config
+
+
+def _check_combinations(config: RunConfig, name: str) -> None:
+    trainer = config.trainer
+    if trainer.precision == "fp16" and not _cuda_available():
+        raise ConfigError(f"{name}: trainer.precision=fp16 needs a GPU; use bf16 or auto on CPU")
+    if config.data.train is None:
+        raise ConfigError(f"{name}: data.train is not set; give a file, e.g. data.train=train.tsv")
+    if trainer.max_steps is None and not math.isfinite(trainer.epochs):
+        raise ConfigError(f"{name}: trainer.epochs must be finite")
+    task_cls = TASKS.get(config.task.type)
+    task_cls.check_config(config, name)
+    STRATEGIES.get(config.strategy.type).check_config(config, name)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _format_errors(name: str, section: str, cls: type[BaseModel], err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in (section, *e["loc"]) if p != "")
+        leaf = str(e["loc"][-1]) if e["loc"] else section
+        if e["type"] == "extra_forbidden":
+            hint = did_you_mean(leaf, cls.model_fields)
+            lines.append(f"unknown key '{key}'{hint}")
+        else:
+            desc = cls.model_fields[leaf].description if leaf in cls.model_fields else None
+            about = f" ({desc})" if desc else ""
+            got = e.get("input")
+            lines.append(f"{key}: {e['msg']}, got {got!r}{about}")
+    return f"{name}: " + "; ".join(lines)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``a.b.c=value`` override; the value is parsed as YAML (``3``, ``null``, ``[a]``)."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key=value, e.g. trainer.epochs=2")
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    if not isinstance(value, (str, bool, int, float, list, dict, type(None))):
+        value = text  # dates and other YAML types stay strings
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{item}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def iter_keys() -> Iterator[tuple[str, str, Any, str]]:
+    """Yield ``(key, type, default, description)`` for every config key of every registered
+    entry; used by ``nlptune list keys`` and the README's config reference."""
+    for field, info in RunConfig.model_fields.items():
+        if field in _TYPED_SECTIONS:
+            registry, _ = _TYPED_SECTIONS[field]
+            seen: set[str] = set()
+            for entry_name, entry in registry:
+                for key, sub in entry.Config.model_fields.items():
+                    if key in seen and key != "type":
+                        continue
+                    seen.add(key)
+                    where = "" if key in ("type",) else f" [{entry_name}]"
+                    if key == "type" and entry_name != registry.names()[0]:
+                        continue
+                    yield (f"{field}.{key}", _type_name(sub.annotation), sub.default,
+                           (sub.description or "") + (where if key not in _base_keys(field) else ""))
+        elif field in _SECTIONS:
+            for key, sub in _SECTIONS[field].model_fields.items():
+                yield f"{field}.{key}", _type_name(sub.annotation), sub.default, sub.description or ""
+        else:
+            yield field, _type_name(info.annotation), info.default, info.description or ""
+
+
+def _base_keys(section: str) -> set[str]:
+    base = {"task": TaskConfig, "strategy": StrategyConfig, "backbone": BackboneConfig}[section]
+    return set(base.model_fields)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "").replace("NoneType", "null")

@@ -1,0 +1,1 @@
+"""Data: readers (files -> records), examples, features (tokenized, cached) and batching."""

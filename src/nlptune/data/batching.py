@@ -1,0 +1,65 @@
+"""Length-grouped batching and dynamic padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from nlptune.data.features import Features
+
+
+def train_batches(
+    lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int, group_by_length: bool
+) -> list[list[int]]:
+    """The batches of one training epoch, a pure function of ``(seed, epoch)``.
+
+    With ``group_by_length``, a shuffled order is cut into pools of 64 batches, each pool is sorted
+    by length and cut into batches, and the batches are shuffled: padding is close to zero while
+    the order stays random. Exact resume relies on this being deterministic.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    if group_by_length:
+        pool = batch_size * 64
+        chunks = [order[i : i + pool] for i in range(0, len(order), pool)]
+        order = np.concatenate(
+            [c[np.argsort(-lengths[c], kind="stable")] for c in chunks]
+        ) if chunks else order
+    batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    if group_by_length:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def eval_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Fixed-size batches over examples sorted by length (longest first)."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+def collate(features: Features, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad the examples ``indices`` to the longest among them.
+
+    Returns:
+        A batch dict with Hugging Face keys: ``input_ids`` (B, T), ``attention_mask`` (B, T),
+        ``token_type_ids`` (B, T) when the tokenizer makes them, ``labels`` and ``index`` (B,).
+    """
+    seqs = features.sequences
+    width = max(len(seqs["input_ids"][i]) for i in indices)
+    batch: dict[str, torch.Tensor] = {}
+    for name, column in seqs.items():
+        pad = pad_id if name == "input_ids" else 0
+        out = np.full((len(indices), width), pad, dtype=np.int64)
+        for row, i in enumerate(indices):
+            out[row, : len(column[i])] = column[i]
+        batch[name] = torch.from_numpy(out)
+    mask = np.zeros((len(indices), width), dtype=np.int64)
+    for row, i in enumerate(indices):
+        mask[row, : len(seqs["input_ids"][i])] = 1
+    batch["attention_mask"] = torch.from_numpy(mask)
+    for name, values in features.values.items():
+        batch[name] = torch.from_numpy(values[list(indices)])
+    batch["index"] = torch.tensor(list(indices), dtype=torch.int64)
+    return batch

@@ -1,0 +1,186 @@
+"""Readers for tabular sources: CSV/TSV, JSON Lines and Hugging Face ``datasets``.
+
+A reader turns a source into :class:`Table` rows (a mapping per record plus where it came from).
+Readers know nothing of tokenizers or tasks; tasks pick columns with :meth:`Table.column`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nlptune.errors import DataError, did_you_mean
+
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Records of one source. ``lines[i]`` is the 1-based line where record i starts."""
+
+    source: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[int]
+
+    def where(self, i: int) -> str:
+        return f"{self.source}:{self.lines[i]}" if self.lines[i] else f"{self.source} row {i}"
+
+    def key(self, column: str | int) -> str:
+        """Resolve a column given by name or 0-based index; unknown names list the real ones."""
+        if isinstance(column, int):
+            if not 0 <= column < len(self.columns):
+                raise DataError(
+                    f"{self.source}: column index {column} is out of range; "
+                    f"the file has {len(self.columns)} columns: {', '.join(self.columns)}"
+                )
+            return self.columns[column]
+        if column not in self.columns:
+            raise DataError(
+                f"{self.source}: no column '{column}'{did_you_mean(column, self.columns)}; "
+                f"columns are: {', '.join(self.columns)}"
+            )
+        return column
+
+    def column(self, column: str | int) -> list[Any]:
+        key = self.key(column)
+        return [row.get(key) for row in self.rows]
+
+
+def detect_format(path: str, fmt: str) -> str:
+    """Return the concrete format of ``path`` for ``fmt='auto'``."""
+    if fmt != "auto":
+        return fmt
+    p = Path(path)
+    if p.is_dir():
+        return "hf"
+    suffixes = [s.lower() for s in p.suffixes if s.lower() not in (".gz",)]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in (".tsv", ".tab"):
+        return "tsv"
+    if ext == ".csv":
+        return "csv"
+    if ext in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if not p.exists() and ":" not in path and "/" in path and not path.startswith((".", "/")):
+        return "hf"  # looks like a hub id
+    raise DataError(
+        f"{path}: can't tell the format from the file name; set data.format to csv, tsv, "
+        "jsonl or hf"
+    )
+
+
+def read_table(
+    path: str,
+    fmt: str = "auto",
+    *,
+    columns: Sequence[str | int] = (),
+    header: bool | None = None,
+    quoting: str = "auto",
+    hf_subset: str | None = None,
+) -> Table:
+    """Read ``path`` into a :class:`Table`.
+
+    Args:
+        path: a file, a folder written by ``datasets.save_to_disk``, or ``hub_id[:split]``.
+        fmt: ``auto``, ``csv``, ``tsv``, ``jsonl`` or ``hf``.
+        columns: the columns the task will use; named columns imply a header row.
+        header: whether a CSV/TSV file starts with a header (None: decide from ``columns``).
+        quoting: ``none`` (GLUE-style TSV), ``minimal`` (RFC 4180 CSV) or ``auto``.
+        hf_subset: configuration name for a hub dataset.
+    """
+    kind = detect_format(path, fmt)
+    if kind == "hf":
+        return _read_hf(path, hf_subset)
+    if not Path(path).is_file():
+        raise DataError(f"data file not found: {path}")
+    if kind == "jsonl":
+        return _read_jsonl(path)
+    if header is None:
+        header = any(isinstance(c, str) for c in columns)
+    if quoting == "auto":
+        quoting = "none" if kind == "tsv" else "minimal"
+    return _read_csv(path, "\t" if kind == "tsv" else ",", header, quoting)
+
+
+def _read_csv(path: str, delimiter: str, header: bool, quoting: str) -> Table:
+    mode = csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=mode)
+        names: list[str] | None = None
+        start = 1
+        try:
+            for record in reader:
+                line, start = start, reader.line_num + 1
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue
+                if names is None:
+                    if header:
+                        names = [n.strip() for n in record]
+                        continue
+                    names = [str(i) for i in range(len(record))]
+                if len(record) != len(names):
+                    raise DataError(
+                        f"{path}:{line}: expected {len(names)} fields, found {len(record)} "
+                        f"(delimiter {delimiter!r}; set data.quoting if fields hold quotes)"
+                    )
+                rows.append(dict(zip(names, record, strict=True)))
+                lines.append(line)
+        except csv.Error as err:
+            raise DataError(f"{path}:{reader.line_num}: malformed row: {err}") from None
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return Table(path, names or [], rows, lines)
+
+
+def _read_jsonl(path: str) -> Table:
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    names: dict[str, None] = {}
+    with open(path, encoding="utf-8-sig") as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: not valid JSON: {err.msg}") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            names.update(dict.fromkeys(row))
+            rows.append(row)
+            lines.append(number)
+    return Table(path, list(names), rows, lines)
+
+
+def _read_hf(spec: str, subset: str | None) -> Table:
+    import datasets
+
+    path, _, split = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    if Path(path).is_dir():
+        try:
+            ds: Any = datasets.load_from_disk(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise DataError(f"{path}: not a dataset saved with save_to_disk ({err})") from None
+    else:
+        try:
+            ds = datasets.load_dataset(path, subset, split=split or None)
+        except Exception as err:  # network, unknown id, ...
+            raise DataError(f"can't load dataset '{spec}': {err}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if not split:
+            raise DataError(
+                f"{spec} holds splits {', '.join(ds)}; name one as {path}:SPLIT, e.g. {path}:train"
+            )
+        if split not in ds:
+            raise DataError(f"{spec}: no split '{split}'; splits are {', '.join(ds)}")
+        ds = ds[split]
+    rows = list(ds)
+    return Table(spec, list(ds.column_names), rows, [0] * len(rows))

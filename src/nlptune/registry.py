@@ -1,0 +1,79 @@
+"""Explicit, loud registries: name -> class for tasks, backbones and strategies.
+
+Entries register with a decorator in the module that defines them (the name equals the module
+name). Third-party packages add entries through the ``nlptune.tasks``, ``nlptune.backbones`` and
+``nlptune.strategies`` entry-point groups.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from nlptune.errors import ConfigError, did_you_mean
+
+T = TypeVar("T")
+
+_BUILTIN_MODULES = {
+    "tasks": ["text_classification", "sentence_pair"],
+    "backbones": ["hf_encoder"],
+    "strategies": ["full", "frozen", "last_k"],
+}
+
+
+class Registry(Generic[T]):
+    """A name -> class map that refuses duplicates and explains unknown names."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: register ``obj`` under ``name``; a second entry with that name is an error."""
+
+        def add(obj: T) -> T:
+            if name in self._entries and self._entries[name] is not obj:
+                raise ValueError(
+                    f"{self.kind} '{name}' is already registered by {self._entries[name]!r}; "
+                    "pick another name for the new entry"
+                )
+            self._entries[name] = obj
+            return obj
+
+        return add
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for module in _BUILTIN_MODULES[self.kind]:
+            importlib.import_module(f"nlptune.{self.kind}.{module}")
+        for ep in entry_points(group=f"nlptune.{self.kind}"):
+            self.register(ep.name)(ep.load())
+
+    def get(self, name: str) -> T:
+        """Return the entry called ``name`` or raise a ConfigError listing the known names."""
+        self._load()
+        if name not in self._entries:
+            raise ConfigError(
+                f"unknown {self.kind[:-1] if self.kind != 'strategies' else 'strategy'} "
+                f"'{name}'{did_you_mean(name, self._entries)}; "
+                f"known: {', '.join(sorted(self._entries))}"
+            )
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def __iter__(self) -> Iterator[tuple[str, T]]:
+        self._load()
+        return iter(sorted(self._entries.items()))
+
+
+TASKS: Registry = Registry("tasks")
+BACKBONES: Registry = Registry("backbones")
+STRATEGIES: Registry = Registry("strategies")

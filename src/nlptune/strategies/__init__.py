@@ -1,0 +1,1 @@
+"""Strategies: which parameters train, and how fast. One file per strategy."""

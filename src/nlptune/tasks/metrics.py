@@ -1,0 +1,43 @@
+"""Standard metrics for classification and regression (scikit-learn, scipy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def single_label(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> dict[str, float]:
+    """Accuracy, macro-F1, MCC, and for two classes the F1 of class 1 (GLUE's MRPC F1)."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    labels = list(range(n_labels))
+    out = {
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)),
+        "mcc": float(matthews_corrcoef(gold, pred)) if len(gold) else 0.0,
+    }
+    if n_labels == 2:
+        out["f1"] = float(f1_score(gold, pred, pos_label=1, average="binary", zero_division=0))
+    return out
+
+
+def multi_label(gold: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Micro/macro F1 over labels and exact-match (subset) accuracy; inputs are (N, L) 0/1."""
+    from sklearn.metrics import f1_score
+
+    return {
+        "micro_f1": float(f1_score(gold, pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0)),
+        "subset_accuracy": float(np.mean(np.all(gold == pred, axis=1))) if len(gold) else 0.0,
+    }
+
+
+def regression(gold: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Pearson and Spearman correlation and mean squared error."""
+    from scipy.stats import pearsonr, spearmanr
+
+    constant = len(gold) < 2 or np.ptp(pred) == 0 or np.ptp(gold) == 0
+    return {
+        "pearson": 0.0 if constant else float(pearsonr(gold, pred)[0]),
+        "spearman": 0.0 if constant else float(spearmanr(gold, pred)[0]),
+        "mse": float(np.mean((gold - pred) ** 2)) if len(gold) else 0.0,
+    }

@@ -1,0 +1,291 @@
+"""``text_classification``: one label, several labels (sigmoid + threshold) or a score per text.
+
+The model is transformers' sequence-classification class for the backbone, so a saved run loads
+with ``AutoModelForSequenceClassification`` and ``pipeline("text-classification")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from nlptune.config import DataConfig, TaskConfig
+from nlptune.data.examples import TextExample
+from nlptune.data.features import Features
+from nlptune.data.readers import Table, read_table
+from nlptune.errors import ConfigError, DataError
+from nlptune.registry import TASKS
+from nlptune.tasks import metrics
+
+Problem = Literal["auto", "single_label", "multi_label", "regression"]
+_MAIN_METRIC = {"single_label": "accuracy", "multi_label": "micro_f1", "regression": "pearson"}
+_HF_PROBLEM = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
+
+
+class TextClassificationConfig(TaskConfig):
+    type: str = Field("text_classification", description="task name (nlptune list tasks)")
+    problem: Problem = Field(
+        "auto",
+        description="single_label | multi_label | regression; auto = multi_label for a list of "
+        "label columns or list-valued labels, regression for non-integer numbers",
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="multi-label: sigmoid cut-off")
+    labels: list[str] | None = Field(
+        None, description="label names in a fixed order (default: sorted labels seen in training)"
+    )
+
+
+def _read_examples(path: str, data: DataConfig, pair: bool, labelled: bool) -> list[TextExample]:
+    columns: list[str | int] = [data.text]
+    if pair:
+        if data.text_pair is None:
+            raise ConfigError("data.text_pair is not set: name the column with the second text")
+        columns.append(data.text_pair)
+    label_cols = data.label if isinstance(data.label, list) else [data.label]
+    table = read_table(
+        path, data.format, columns=columns + label_cols, header=data.header,
+        quoting=data.quoting, hf_subset=data.hf_subset,
+    )
+    if not table.rows:
+        raise DataError(f"{path}: no examples")
+    texts = [_text(v, table, i, data.text) for i, v in enumerate(table.column(data.text))]
+    pairs: list[str | None] = (
+        [_text(v, table, i, data.text_pair) for i, v in enumerate(table.column(data.text_pair))]
+        if pair and data.text_pair is not None
+        else [None] * len(texts)
+    )
+    labels = _labels(table, data) if labelled else [None] * len(texts)
+    wheres = [table.where(i) for i in range(len(texts))]
+    return [TextExample(*row) for row in zip(texts, pairs, labels, wheres, strict=True)]
+
+
+def _text(value: Any, table: Table, i: int, column: str | int) -> str:
+    if not isinstance(value, str):
+        if value is None:
+            raise DataError(f"{table.where(i)}: column '{column}' is empty")
+        value = str(value)
+    return value
+
+
+def _labels(table: Table, data: DataConfig) -> list[Any]:
+    if isinstance(data.label, list):  # one 0/1 column per label
+        keys = [table.key(c) for c in data.label]
+        out = []
+        for i, row in enumerate(table.rows):
+            on = []
+            for key in keys:
+                cell = str(row.get(key, "")).strip().lower()
+                if cell not in ("0", "1", "true", "false", "0.0", "1.0"):
+                    raise DataError(f"{table.where(i)}: label column '{key}' must be 0/1, got {cell!r}")
+                if cell in ("1", "true", "1.0"):
+                    on.append(key)
+            out.append(tuple(on))
+        return out
+    values = table.column(data.label)
+    out = []
+    for i, value in enumerate(values):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise DataError(f"{table.where(i)}: no label in column '{data.label}'")
+        if isinstance(value, list):
+            value = tuple(str(v) for v in value)
+        elif data.label_sep is not None:
+            value = tuple(v.strip() for v in str(value).split(data.label_sep) if v.strip())
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        out.append(value.strip() if isinstance(value, str) else value)
+    return out
+
+
+def infer_problem(examples: Sequence[TextExample]) -> str:
+    """multi_label for tuple labels, regression for numbers that are not all integers."""
+    if any(isinstance(e.label, tuple) for e in examples):
+        return "multi_label"
+    try:
+        numbers = [float(e.label) for e in examples]  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "single_label"
+    return "regression" if any(not n.is_integer() for n in numbers) else "single_label"
+
+
+class TextClassification:
+    """Classify or score a text; :class:`SentencePair` is the same with a second text."""
+
+    Config: type[TaskConfig] = TextClassificationConfig
+    pair = False
+    model_auto_class = "AutoModelForSequenceClassification"
+    pipeline_task = "text-classification"
+
+    def __init__(self, config: TextClassificationConfig, data: DataConfig) -> None:
+        self.config = config
+        self.data = data
+        self.problem = config.problem
+        self.labels: list[str] = list(config.labels or [])
+
+    # -- config ---------------------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, run: Any, name: str) -> None:
+        data = run.data
+        if cls.pair and data.text_pair is None:
+            raise ConfigError(
+                f"{name}: task {run.task.type} needs data.text_pair (the second text's column)"
+            )
+        if not cls.pair and data.text_pair is not None:
+            raise ConfigError(
+                f"{name}: data.text_pair is set but task text_classification reads one text; "
+                "use task.type=sentence_pair for pairs"
+            )
+        problem = run.task.problem
+        if isinstance(data.label, list) and problem not in ("auto", "multi_label"):
+            raise ConfigError(f"{name}: a list of label columns means multi-label, not {problem}")
+        metric = run.task.metric
+        if metric is not None and problem != "auto" and metric not in cls.metric_names(problem):
+            raise ConfigError(
+                f"{name}: task.metric={metric} is not a {problem} metric; choose one of "
+                f"{', '.join(cls.metric_names(problem))}"
+            )
+
+    @staticmethod
+    def metric_names(problem: str) -> list[str]:
+        return {
+            "single_label": ["accuracy", "macro_f1", "mcc", "f1"],
+            "multi_label": ["micro_f1", "macro_f1", "subset_accuracy"],
+            "regression": ["pearson", "spearman", "mse"],
+        }[problem]
+
+    @property
+    def main_metric(self) -> str:
+        return self.config.metric or _MAIN_METRIC[self.problem]
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.main_metric != "mse"
+
+    # -- data -----------------------------------------------------------------------------------
+    def read(self, path: str, labelled: bool = True) -> list[TextExample]:
+        return _read_examples(path, self.data, self.pair, labelled)
+
+    def fit(self, train: Sequence[TextExample]) -> None:
+        """Fix the problem type and the label set from the training examples."""
+        if self.problem == "auto":
+            self.problem = infer_problem(train)
+        if self.problem == "regression":
+            self.labels = []
+            for e in train:
+                self._score(e)
+            return
+        if not self.labels:
+            seen: set[str] = set()
+            for e in train:
+                seen.update(e.label if isinstance(e.label, tuple) else [str(e.label)])
+            self.labels = sorted(seen, key=_natural)
+        if len(self.labels) < 2 and self.problem == "single_label":
+            raise DataError(
+                f"training data has a single label ({self.labels[0]}); need at least two classes"
+            )
+
+    def restore(self, problem: str, labels: list[str]) -> None:
+        """Set the state :meth:`fit` would have found (when loading a saved run)."""
+        self.problem, self.labels = problem, list(labels)
+
+    @staticmethod
+    def _score(e: TextExample) -> float:
+        try:
+            return float(e.label)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise DataError(f"{e.where}: regression label {e.label!r} is not a number") from None
+
+    def encode_labels(self, examples: Sequence[TextExample]) -> np.ndarray:
+        if self.problem == "regression":
+            return np.array([self._score(e) for e in examples], dtype=np.float32)
+        index = {name: i for i, name in enumerate(self.labels)}
+        if self.problem == "multi_label":
+            out = np.zeros((len(examples), len(self.labels)), dtype=np.float32)
+            for row, e in enumerate(examples):
+                names = e.label if isinstance(e.label, tuple) else (str(e.label),)
+                for name in names:
+                    out[row, self._index(index, name, e)] = 1.0
+            return out
+        return np.array([self._index(index, str(e.label), e) for e in examples], dtype=np.int64)
+
+    def _index(self, index: dict[str, int], name: str, e: TextExample) -> int:
+        if name not in index:
+            raise DataError(
+                f"{e.where}: label '{name}' never occurs in the training data "
+                f"(known labels: {', '.join(self.labels)})"
+            )
+        return index[name]
+
+    def featurize(
+        self, examples: Sequence[TextExample], tokenizer: Any, max_length: int, labelled: bool = True
+    ) -> Features:
+        pairs = [e.text_pair for e in examples] if self.pair else None
+        enc = tokenizer(
+            [e.text for e in examples], pairs, truncation=True, max_length=max_length,
+            return_attention_mask=False,
+        )
+        sequences = {
+            name: [np.asarray(x, dtype=np.int32) for x in enc[name]]
+            for name in ("input_ids", "token_type_ids") if name in enc
+        }
+        values = {"labels": self.encode_labels(examples)} if labelled else {}
+        return Features(sequences, values)
+
+    def cache_key(self) -> dict[str, Any]:
+        return {"task": type(self).__name__, "problem": self.problem, "labels": self.labels,
+                "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"})}
+
+    # -- model ----------------------------------------------------------------------------------
+    def model_kwargs(self) -> dict[str, Any]:
+        n = 1 if self.problem == "regression" else len(self.labels)
+        id2label = {i: name for i, name in enumerate(self.labels)} or {0: "score"}
+        return {
+            "num_labels": n,
+            "id2label": id2label,
+            "label2id": {name: i for i, name in id2label.items()},
+            "problem_type": _HF_PROBLEM[self.problem],
+        }
+
+    # -- outputs --------------------------------------------------------------------------------
+    def decode(self, logits: np.ndarray) -> list[dict[str, Any]]:
+        """Predictions for logits (N, L): ``label``+``score``, ``labels`` or ``score``."""
+        if self.problem == "regression":
+            return [{"score": float(x)} for x in logits[:, 0]]
+        if self.problem == "multi_label":
+            probs = 1.0 / (1.0 + np.exp(-logits))
+            return [
+                {"labels": [self.labels[j] for j in np.flatnonzero(p >= self.config.threshold)],
+                 "scores": {name: float(v) for name, v in zip(self.labels, p, strict=True)}}
+                for p in probs
+            ]
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        best = probs.argmax(axis=1)
+        return [{"label": self.labels[j], "score": float(p[j])} for j, p in zip(best, probs, strict=True)]
+
+    def score(self, logits: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+        """Metrics of logits (N, L) against encoded gold labels."""
+        if self.problem == "regression":
+            return metrics.regression(gold.astype(np.float64), logits[:, 0].astype(np.float64))
+        if self.problem == "multi_label":
+            probs = 1.0 / (1.0 + np.exp(-logits))
+            return metrics.multi_label(gold.astype(int), (probs >= self.config.threshold).astype(int))
+        return metrics.single_label(gold, logits.argmax(axis=1), len(self.labels))
+
+
+def _natural(name: str) -> tuple[int, float | str]:
+    try:
+        return (0, float(name))
+    except ValueError:
+        return (1, name)
+
+
+TASKS.register("text_classification")(TextClassification)

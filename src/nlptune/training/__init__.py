@@ -1,0 +1,1 @@
+"""Training: the one loop (on accelerate), optimizer and schedule, evaluation, checkpoints."""

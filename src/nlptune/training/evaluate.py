@@ -1,0 +1,73 @@
+"""Batched inference in original order, shared by training-time evaluation and the Predictor.
+
+Examples are sorted by length into fixed-size batches (little padding). Under several processes
+the batches are sharded by accelerate and outputs come back with ``gather_for_metrics``; rows carry
+their example index, so the result is in input order either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import torch
+
+from nlptune.data.batching import eval_batches
+
+
+class FixedBatches:
+    """A batch sampler over precomputed index lists (accelerate needs ``batch_size``)."""
+
+    def __init__(self, batches: list[list[int]], batch_size: int) -> None:
+        self.batches, self.batch_size, self.drop_last = batches, batch_size, False
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def infer(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    lengths: np.ndarray,
+    make_batch: Callable[[list[int]], dict[str, torch.Tensor]],
+    *,
+    batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager[Any]],
+    accelerator: Any = None,
+) -> np.ndarray:
+    """Run ``forward(batch) -> (B, ...)`` over every example; return an (N, ...) float32 array
+    in example order. ``make_batch(indices)`` builds a batch dict that includes ``index``."""
+    n = len(lengths)
+    batches = eval_batches(lengths, batch_size)
+    loader: Any = torch.utils.data.DataLoader(
+        range(n),  # type: ignore[arg-type]
+        batch_sampler=FixedBatches(batches, batch_size),
+        collate_fn=make_batch,
+    )
+    sharded = accelerator is not None and accelerator.num_processes > 1
+    if sharded:
+        loader = accelerator.prepare_data_loader(loader, device_placement=True)
+    out: np.ndarray | None = None
+    seen = np.zeros(n, dtype=bool)
+    with torch.inference_mode():
+        for batch in loader:
+            index = batch.pop("index")
+            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            with autocast():
+                result = forward(inputs).float().cpu().numpy()
+            rows = list(zip(index.tolist(), result, strict=True))
+            if sharded:
+                rows = accelerator.gather_for_metrics(rows, use_gather_object=True)
+            for i, row in rows:
+                if out is None:
+                    out = np.zeros((n, *row.shape), dtype=np.float32)
+                out[i] = row
+                seen[i] = True
+    if out is None or not seen.all():
+        raise RuntimeError(f"evaluation scored {int(seen.sum())} of {n} examples")
+    return out

@@ -1,0 +1,237 @@
+"""The one training loop, written against accelerate.
+
+``trainer.batch_size`` is the global batch: each optimizer step takes ``batch_size`` examples,
+cut into ``grad_accum`` micro-batches and, under several processes, into one share per process.
+The loss of each share is weighted by its size, so one process and N processes compute the same
+gradient. Data order is a pure function of ``(seed, epoch)`` and every checkpoint stores the RNG,
+optimizer, schedule and loop state, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nlptune.config import TrainerConfig
+from nlptune.data.batching import collate, train_batches
+from nlptune.data.features import Features
+from nlptune.errors import NlptuneError
+from nlptune.strategies.base import Plan
+from nlptune.training import checkpoint as ckpt
+from nlptune.training.cached_backbone import CachedBackbone
+from nlptune.training.evaluate import infer
+from nlptune.training.log import RunLog
+from nlptune.training.optim import linear_schedule, make_optimizer, param_groups, warmup_steps
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    examples: int = 0
+    best_metric: float | None = None
+    best_step: int = -1
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    bad_evals: int = 0
+    train_seconds: float = 0.0
+    stopped_early: bool = False
+
+
+@dataclass
+class Job:
+    """Everything the loop needs, already built (see :mod:`nlptune.build`)."""
+
+    accelerator: Any
+    model: torch.nn.Module
+    plan: Plan
+    train: Features
+    dev: Features | None
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+    main_metric: str
+    greater_is_better: bool
+    pad_id: int
+    folder: Path
+    trainer: TrainerConfig
+    seed: int
+    cache: dict[str, torch.Tensor] | None = None
+    callbacks: Sequence[Callable[[LoopState], None]] = ()
+    resume: bool = False
+
+
+def steps_per_epoch(job: Job) -> int:
+    t = job.trainer
+    n, minimum = len(job.train), job.accelerator.num_processes * t.grad_accum
+    full, rest = divmod(n, t.batch_size)
+    return full + (1 if rest >= minimum else 0)
+
+
+def fit(job: Job) -> LoopState:
+    """Train ``job.model``; on return it holds the best weights. Returns the final loop state."""
+    acc, t = job.accelerator, job.trainer
+    per_epoch = steps_per_epoch(job)
+    if per_epoch == 0:
+        raise NlptuneError(
+            f"{len(job.train)} training examples make no batch of trainer.batch_size={t.batch_size}"
+        )
+    total = t.max_steps or math.ceil(t.epochs * per_epoch)
+    model = job.model
+    optimizer = make_optimizer(
+        param_groups(model, job.plan, t.lr, t.head_lr or t.lr, t.weight_decay), acc.device
+    )
+    scheduler = linear_schedule(optimizer, warmup_steps(total, t.warmup_ratio, t.warmup_steps), total)
+    state = LoopState()
+    last, best = job.folder / "checkpoints" / "last", job.folder / "checkpoints" / "best"
+    if job.resume:
+        found = ckpt.find_checkpoint(last)
+        if found is None:
+            raise NlptuneError(f"--resume: no checkpoint under {last.parent}; start without --resume")
+        state = LoopState(**ckpt.load_checkpoint(found, model, optimizer, scheduler))
+    wrapped, optimizer = acc.prepare(model, optimizer)
+    log = RunLog(job.folder, main=acc.is_main_process, total=total, start=state.step,
+                 progress=t.progress, tensorboard=t.tensorboard)
+    cache = CachedBackbone(model) if job.cache is not None else nullcontext()
+    try:
+        with cache:
+            _run(job, wrapped, optimizer, scheduler, state, total, per_epoch, log, last, best)
+    finally:
+        log.close()
+    if state.best_step >= 0 and (best / "model.safetensors").is_file():
+        ckpt.load_weights(model, best)
+    return state
+
+
+def _run(job: Job, wrapped: Any, optimizer: Any, scheduler: Any, state: LoopState, total: int,
+         per_epoch: int, log: RunLog, last: Path, best: Path) -> None:
+    acc, t = job.accelerator, job.trainer
+    evaluated_at = -1
+    while state.step < total and not state.stopped_early:
+        batches = train_batches(job.train.lengths, t.batch_size, seed=job.seed, epoch=state.epoch,
+                                group_by_length=t.group_by_length)
+        batches = [b for b in batches if len(b) >= acc.num_processes * t.grad_accum]
+        for indices in batches[state.batch_in_epoch :]:
+            started = time.perf_counter()
+            loss = _step(job, wrapped, optimizer, scheduler, indices)
+            state.train_seconds += time.perf_counter() - started
+            state.step += 1
+            state.batch_in_epoch += 1
+            state.examples += len(indices)
+            epoch_end = state.batch_in_epoch == len(batches)
+            if epoch_end:
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            rate = state.examples / max(state.train_seconds, 1e-9)
+            lr = scheduler.get_last_lr()[-1]
+            log.step(state.step, loss=loss, lr=lr, ex_s=rate)
+            if state.step % t.log_every == 0 or state.step == total:
+                log.event("train", state.step, {"loss": loss, "lr": lr, "examples_per_s": rate,
+                                                "epoch": state.epoch + state.batch_in_epoch / per_epoch})
+            done = state.step >= total
+            if job.dev is not None and (
+                (t.eval_every and state.step % t.eval_every == 0)
+                or (not t.eval_every and epoch_end) or done
+            ):
+                _evaluate(job, state, log, best)
+                evaluated_at = state.step
+            if (t.save_every and state.step % t.save_every == 0) or (
+                not t.save_every and evaluated_at == state.step and not done
+            ):
+                _checkpoint(job, optimizer, scheduler, state, last)
+            for callback in job.callbacks:
+                callback(state)
+            if done or state.stopped_early:
+                break
+
+
+def _step(job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[int]) -> float:
+    """One optimizer step over the global batch ``indices``; returns this process's loss share."""
+    acc, t = job.accelerator, job.trainer
+    wrapped.train()
+    micro = np.array_split(np.asarray(indices), t.grad_accum)
+    world, rank = acc.num_processes, acc.process_index
+    total = 0.0
+    for j, chunk in enumerate(micro):
+        part = np.array_split(chunk, world)[rank].tolist()
+        batch = _batch(job, part, acc.device)
+        sync = nullcontext() if j == len(micro) - 1 else acc.no_sync(wrapped)
+        with sync:
+            with acc.autocast():
+                loss = wrapped(**batch)["loss"]
+            loss = loss * (len(part) * world / len(indices))
+            acc.backward(loss)
+        total += float(loss.detach()) / world
+    if t.max_grad_norm:
+        acc.clip_grad_norm_(wrapped.parameters(), t.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def _batch(job: Job, indices: list[int], device: torch.device, split: str = "train") -> dict[str, Any]:
+    features = job.train if split == "train" else job.dev
+    assert features is not None
+    if job.cache is not None:
+        index = torch.tensor(indices)
+        batch: dict[str, Any] = {"inputs_embeds": job.cache[split][index][:, None, :], "index": index}
+        if "labels" in features.values:
+            batch["labels"] = torch.from_numpy(features.values["labels"][indices])
+    else:
+        batch = collate(features, indices, job.pad_id)
+    if split == "train":
+        batch.pop("index")
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def predict_dev(job: Job) -> np.ndarray:
+    """Logits for every dev example, in order (all processes take part)."""
+    assert job.dev is not None
+    model = job.model
+    model.eval()
+    lengths = job.dev.lengths if job.cache is None else np.ones(len(job.dev), dtype=np.int64)
+    size = job.trainer.eval_batch_size or 2 * job.trainer.batch_size
+    return infer(
+        lambda batch: model(**batch)["logits"], lengths,
+        lambda idx: _batch(job, list(idx), torch.device("cpu"), "dev"),
+        batch_size=size, device=job.accelerator.device, autocast=job.accelerator.autocast,
+        accelerator=job.accelerator,
+    )
+
+
+def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
+    assert job.dev is not None
+    logits = predict_dev(job)
+    metrics = job.score(logits, job.dev.values["labels"])
+    value = metrics[job.main_metric]
+    better = state.best_metric is None or (
+        value > state.best_metric if job.greater_is_better else value < state.best_metric
+    )
+    log.event("eval", state.step, {**metrics, "best": better})
+    if better:
+        state.best_metric, state.best_step, state.best_metrics = value, state.step, metrics
+        state.bad_evals = 0
+        if job.accelerator.is_main_process:
+            best.mkdir(parents=True, exist_ok=True)
+            ckpt.save_weights(job.model, best)
+    else:
+        state.bad_evals += 1
+        patience = job.trainer.early_stopping_patience
+        if patience is not None and state.bad_evals >= patience:
+            state.stopped_early = True
+            log.write(f"early stopping: no {job.main_metric} improvement in {patience} evaluations")
+    job.accelerator.wait_for_everyone()
+
+
+def _checkpoint(job: Job, optimizer: Any, scheduler: Any, state: LoopState, last: Path) -> None:
+    if job.accelerator.is_main_process:
+        ckpt.save_checkpoint(last, job.model, optimizer, scheduler, asdict(state))
+    job.accelerator.wait_for_everyone()

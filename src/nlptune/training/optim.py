@@ -1,0 +1,55 @@
+"""Parameter groups, AdamW and the warm-up + linear-decay schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from nlptune.strategies.base import Plan
+
+
+def no_decay(name: str) -> bool:
+    """Biases and normalisation weights get no weight decay."""
+    lowered = name.lower()
+    return name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered or ".norm" in lowered
+
+
+def param_groups(
+    model: torch.nn.Module, plan: Plan, lr: float, head_lr: float, weight_decay: float
+) -> list[dict[str, Any]]:
+    """One group per (learning rate, weight decay) pair, in a deterministic order."""
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    named = dict(model.named_parameters())
+    for name in plan.trainable:
+        rate = head_lr if name in plan.head else lr * plan.lr_scale.get(name, 1.0)
+        decay = 0.0 if no_decay(name) else weight_decay
+        groups.setdefault((rate, decay), []).append(named[name])
+    return [{"params": p, "lr": r, "weight_decay": d} for (r, d), p in groups.items()]
+
+
+def make_optimizer(groups: list[dict[str, Any]], device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused where the device supports it (CPU and CUDA in current torch)."""
+    try:
+        return torch.optim.AdamW(groups, fused=device.type in ("cpu", "cuda"))
+    except (RuntimeError, TypeError):  # older torch or an unsupported device
+        return torch.optim.AdamW(groups)
+
+
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 to the peak over ``warmup`` steps, then linear decay to 0 (the same
+    curve as transformers' ``get_linear_schedule_with_warmup``)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def warmup_steps(total: int, ratio: float, steps: int | None) -> int:
+    return steps if steps is not None else math.ceil(total * ratio)

@@ -1,0 +1,130 @@
+"""Glue between the built parts and the loop: accelerator, model, strategy, caches, scoring."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nlptune import build
+from nlptune.config import RunConfig
+from nlptune.training.cached_backbone import first_token_states, supports_cache
+from nlptune.training.evaluate import infer
+from nlptune.training.loop import Job, LoopState, fit
+
+logger = logging.getLogger("nlptune")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool((check and check()) or (amx and amx()))
+    return False
+
+
+def make_accelerator(precision: str, threads: int | None) -> Any:
+    """An Accelerator with ``precision`` resolved (auto = bf16 where supported)."""
+    from accelerate import Accelerator
+
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if precision == "auto":
+        precision = "bf16" if bf16_supported(device) else "fp32"
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+    return Accelerator(mixed_precision=mixed)
+
+
+def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
+    """An autocast context factory for inference outside an Accelerator."""
+    if precision == "auto":
+        precision = "bf16" if bf16_supported(device) else "fp32"
+    if precision == "fp32":
+        return nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def train_model(
+    run: RunConfig, p: build.Parts, splits: dict[str, build.Dataset], tokenizer: Any,
+    accelerator: Any, callbacks: Sequence[Callable[[LoopState], None]], resume: bool,
+) -> tuple[LoopState, Any]:
+    """Load the model, apply the strategy, cache frozen outputs, run the loop."""
+    torch.manual_seed(run.seed)  # the head's initial weights
+    model, new = build.load_model(run, p.task, p.backbone)
+    plan = p.strategy.apply(model, new)
+    n_train = sum(model.get_parameter(n).numel() for n in plan.trainable)
+    n_all = sum(x.numel() for x in model.parameters())
+    logger.info("strategy %s: %s of %s parameters train (%.2f%%)", run.strategy.type,
+                f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
+    model.to(accelerator.device)
+    cache = None
+    if plan.cache_backbone:
+        if supports_cache(model):
+            cache = {s: backbone_states(model, splits[s], tokenizer, run, accelerator)
+                     for s in ("train", "dev") if s in splits}
+            logger.info("frozen backbone: outputs computed once and reused every epoch")
+        else:
+            logger.info("frozen backbone: %s heads can't use cached outputs; running it each step",
+                        model.config.model_type)
+    torch.manual_seed(run.seed)  # dropout stream
+    job = Job(
+        accelerator=accelerator, model=model, plan=plan, train=_features(splits["train"]),
+        dev=_features(splits["dev"]) if "dev" in splits else None, score=p.task.score,
+        main_metric=p.task.main_metric, greater_is_better=p.task.greater_is_better,
+        pad_id=tokenizer.pad_token_id or 0, folder=Path(run.output_dir), trainer=run.trainer,
+        seed=run.seed, cache=cache, callbacks=callbacks, resume=resume,
+    )
+    state = fit(job)
+    return state, model
+
+
+def _features(data: build.Dataset) -> Any:
+    assert data.features is not None
+    return data.features
+
+
+def backbone_states(model: Any, data: build.Dataset, tokenizer: Any, run: RunConfig,
+                    accelerator: Any) -> torch.Tensor:
+    """First-token states of every example of ``data`` (N, H), computed once."""
+    from nlptune.data.batching import collate
+
+    features = _features(data)
+    model.eval()
+    states = infer(
+        lambda batch: first_token_states(model, batch), features.lengths,
+        lambda idx: _no_labels(collate(features, idx, tokenizer.pad_token_id or 0)),
+        batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
+        device=accelerator.device, autocast=accelerator.autocast, accelerator=accelerator,
+    )
+    return torch.from_numpy(states).to(accelerator.device)
+
+
+def _no_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    batch.pop("labels", None)
+    return batch
+
+
+def score_split(run: RunConfig, task: Any, model: Any, data: build.Dataset, accelerator: Any,
+                pad_id: int) -> dict[str, float]:
+    """Metrics of the (best) model on ``data``, computed with the full model."""
+    from nlptune.data.batching import collate
+
+    features = _features(data)
+    model.eval()
+    logits = infer(
+        lambda batch: model(**batch)["logits"], features.lengths,
+        lambda idx: _no_labels(collate(features, idx, pad_id)),
+        batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
+        device=accelerator.device, autocast=accelerator.autocast, accelerator=accelerator,
+    )
+    result: dict[str, float] = task.score(logits, features.values["labels"])
+    return {k: round(v, 6) for k, v in result.items()}
+
