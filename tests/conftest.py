@@ -25,9 +25,15 @@ def build_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     words = vocab.read_text().split()
     tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
     config = BertConfig(
-        vocab_size=len(words), hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
-        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=0,
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        pad_token_id=0,
     )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -45,7 +51,9 @@ def tiny_bert_no_dropout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _feature_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _feature_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NLPTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "nlptune_cache"))
 
 
@@ -53,13 +61,24 @@ def tiny_config(model: Path, out: Path, **sections: Any) -> dict[str, Any]:
     """A run config for the sentiment fixture on ``model``; ``sections`` update it."""
     config: dict[str, Any] = {
         "task": {"type": "text_classification"},
-        "data": {"train": str(FIXTURES / "sentiment_train.tsv"),
-                 "dev": str(FIXTURES / "sentiment_dev.tsv"), "text": "sentence", "label": "label"},
+        "data": {
+            "train": str(FIXTURES / "sentiment_train.tsv"),
+            "dev": str(FIXTURES / "sentiment_dev.tsv"),
+            "text": "sentence",
+            "label": "label",
+        },
         "backbone": {"path": str(model), "max_length": 32},
         # a random model's word embeddings must train (the default freezes them)
         "strategy": {"type": "full", "freeze_embeddings": False},
-        "trainer": {"epochs": 10, "batch_size": 8, "lr": 1e-3, "progress": False,
-                    "tensorboard": False, "precision": "fp32", "num_threads": 1},
+        "trainer": {
+            "epochs": 10,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "progress": False,
+            "tensorboard": False,
+            "precision": "fp32",
+            "num_threads": 1,
+        },
         "seed": 1,
         "output_dir": str(out),
     }

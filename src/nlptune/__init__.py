@@ -1,9 +1,9 @@
 """nlptune: fine-tune pre-trained language models for NLP tasks.
 
-    import nlptune
-    result = nlptune.train("configs/text_classification/minilm_full.yaml")
-    predictor = nlptune.Predictor.from_dir(result.output_dir)
-    predictor.predict(["a gripping, funny film"])
+import nlptune
+result = nlptune.train("configs/text_classification/minilm_full.yaml")
+predictor = nlptune.Predictor.from_dir(result.output_dir)
+predictor.predict(["a gripping, funny film"])
 """
 
 from __future__ import annotations

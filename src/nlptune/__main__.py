@@ -1,4 +1,4 @@
-"""``python -m nlptune`` (also under ``accelerate launch -m nlptune`` and ``torchrun -m nlptune``)."""
+"""``python -m nlptune``; also ``accelerate launch -m nlptune`` and ``torchrun -m nlptune``."""
 
 import sys
 

@@ -26,7 +26,9 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def _as_config(config: str | Path | Mapping[str, Any] | RunConfig, overrides: Sequence[str]) -> RunConfig:
+def _as_config(
+    config: str | Path | Mapping[str, Any] | RunConfig, overrides: Sequence[str]
+) -> RunConfig:
     if isinstance(config, RunConfig):
         return load_config(config.to_dict(), overrides) if overrides else config
     return load_config(config, overrides)
@@ -88,18 +90,27 @@ def train(
     with accelerator.main_process_first():
         for name, data in splits.items():
             data.features, hit = build.featurize(run, p.task, tokenizer, data)
-            logger.info("%s: %d examples (%s)", name, len(data.examples),
-                        "feature cache hit" if hit else "tokenized and cached")
+            logger.info(
+                "%s: %d examples (%s)",
+                name,
+                len(data.examples),
+                "feature cache hit" if hit else "tokenized and cached",
+            )
     state, model = runtime.train_model(run, p, splits, tokenizer, accelerator, callbacks, resume)
-    metrics = {"best_step": state.best_step, "steps": state.step, "epochs_done": state.epoch,
-               "stopped_early": state.stopped_early,
-               "train_seconds": round(state.train_seconds, 2),
-               "train_examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
-               "wall_seconds": round(time.perf_counter() - started, 2)}
+    metrics: dict[str, Any] = {
+        "best_step": state.best_step,
+        "steps": state.step,
+        "epochs_done": state.epoch,
+        "stopped_early": state.stopped_early,
+        "train_seconds": round(state.train_seconds, 2),
+        "train_examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
     for split in ("dev", "test"):
         if split in splits:
-            metrics[split] = runtime.score_split(run, p.task, model, splits[split], accelerator,
-                                                  tokenizer.pad_token_id or 0)
+            metrics[split] = runtime.score_split(
+                run, p.task, model, splits[split], accelerator, tokenizer.pad_token_id or 0
+            )
     if accelerator.is_main_process:
         labels = {"problem": p.task.problem, "labels": p.task.labels}
         meta = artefact.run_meta(run.seed, {s: d.path for s, d in splits.items()})
@@ -134,6 +145,10 @@ def _summary(run: RunConfig, task: Any, metrics: dict[str, Any], folder: Path) -
     shown = f"dev {main} {dev[main]:.4f}" if main in dev else "no dev set"
     logger.info(
         "done: %s (best step %s), %d steps in %.1fs (%.1f examples/s); saved to %s",
-        shown, metrics["best_step"], metrics["steps"], metrics["train_seconds"],
-        metrics["train_examples_per_s"], os.fspath(folder),
+        shown,
+        metrics["best_step"],
+        metrics["steps"],
+        metrics["train_seconds"],
+        metrics["train_examples_per_s"],
+        os.fspath(folder),
     )

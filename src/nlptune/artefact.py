@@ -47,7 +47,11 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def finish_run(
-    folder: Path, model: Any, tokenizer: Any, labels: dict[str, Any], metrics: dict[str, Any],
+    folder: Path,
+    model: Any,
+    tokenizer: Any,
+    labels: dict[str, Any],
+    metrics: dict[str, Any],
     meta: dict[str, Any],
 ) -> None:
     """Write model, labels and metrics through a staging folder, then ``meta.json`` last."""
@@ -84,7 +88,7 @@ def run_meta(seed: int, data_files: dict[str, str]) -> dict[str, Any]:
     """Package versions, data hashes, seed and the git revision of the working directory."""
     import importlib.metadata as md
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("nlptune", "torch", "transformers", "accelerate", "tokenizers", "numpy"):
         try:
             versions[package] = md.version(package)
@@ -105,7 +109,10 @@ def run_meta(seed: int, data_files: dict[str, str]) -> dict[str, Any]:
 
 def _git_revision() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    revision = out.stdout.strip()
+    return revision if out.returncode == 0 and revision else None

@@ -70,7 +70,9 @@ def check_model_fits(config: RunConfig, strategy: Any) -> None:
     try:
         model_config = AutoConfig.from_pretrained(resolve_model_path(config.backbone.path))
     except (OSError, ValueError) as err:
-        raise ModelError(f"backbone.path {config.backbone.path}: not a model folder: {err}") from None
+        raise ModelError(
+            f"backbone.path {config.backbone.path}: not a model folder: {err}"
+        ) from None
     if hasattr(strategy, "check_model"):
         strategy.check_model(model_config)
     if getattr(model_config, "is_encoder_decoder", False):
@@ -90,7 +92,8 @@ def featurize(config: RunConfig, task: Any, tokenizer: Any, data: Dataset) -> tu
         task.cache_key(),
     ]
     return feats.cached(
-        feats.cache_dir(config.data.cache_dir), key,
+        feats.cache_dir(config.data.cache_dir),
+        key,
         lambda: task.featurize(data.examples, tokenizer, config.backbone.max_length),
     )
 

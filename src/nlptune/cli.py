@@ -15,6 +15,14 @@ from nlptune.errors import NlptuneError
 logger = logging.getLogger("nlptune")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nlptune", description="Fine-tune pre-trained language models for NLP tasks."
@@ -29,12 +37,17 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="score a finished run on labelled data")
     evaluate.add_argument("run", help="run directory")
-    evaluate.add_argument("--data", required=True, help="labelled data, read like the training data")
+    evaluate.add_argument(
+        "--data", required=True, help="labelled data, read like the training data"
+    )
 
     predict = sub.add_parser("predict", help="predict with a finished run")
     predict.add_argument("run", help="run directory")
-    predict.add_argument("--input", required=True,
-                         help=".txt (one input a line; TAB between a pair), .jsonl, .csv or .tsv")
+    predict.add_argument(
+        "--input",
+        required=True,
+        help=".txt (one input a line; TAB between a pair), .jsonl, .csv or .tsv",
+    )
     predict.add_argument("--output", help="JSON Lines output (default: stdout)")
 
     validate = sub.add_parser("validate", help="check a config and its data without training")
@@ -51,9 +64,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -99,9 +100,13 @@ class TrainerConfig(Section):
     head_lr: float | None = Field(
         None, gt=0, description="peak learning rate of the task head (default: lr)"
     )
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on bias/LayerNorm)")
+    weight_decay: float = Field(
+        0.01, ge=0, description="AdamW weight decay (not on bias/LayerNorm)"
+    )
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of steps spent warming up")
-    warmup_steps: int | None = Field(None, ge=0, description="warm-up steps (replaces warmup_ratio)")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="warm-up steps (replaces warmup_ratio)"
+    )
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping norm (null: off)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = bf16 where the CPU/GPU supports it, else fp32"
@@ -177,9 +182,7 @@ def section_class(section: str, type_name: str | None = None) -> type[Section]:
     return _SECTIONS[section]
 
 
-def load_config(
-    source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()
-) -> RunConfig:
+def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML file (or a mapping), apply ``key=value`` overrides, validate strictly.
 
     Raises:
@@ -266,7 +269,7 @@ def _format_errors(name: str, section: str, cls: type[BaseModel], err: Validatio
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one ``a.b.c=value`` override; the value is parsed as YAML (``3``, ``null``, ``[a]``)."""
+    """Apply one ``a.b.c=value`` override; the value is YAML (``3``, ``null``, ``[a]``)."""
     if "=" not in item:
         raise ConfigError(f"override '{item}' must look like key=value, e.g. trainer.epochs=2")
     key, _, text = item.partition("=")
@@ -296,33 +299,55 @@ def _deep_copy(value: Any) -> Any:
 
 def iter_keys() -> Iterator[tuple[str, str, Any, str]]:
     """Yield ``(key, type, default, description)`` for every config key of every registered
-    entry; used by ``nlptune list keys`` and the README's config reference."""
+    entry; used by ``nlptune list keys`` and the README's config reference. A key that only some
+    entries of a section accept names them in brackets."""
     for field, info in RunConfig.model_fields.items():
         if field in _TYPED_SECTIONS:
-            registry, _ = _TYPED_SECTIONS[field]
-            seen: set[str] = set()
+            registry = _TYPED_SECTIONS[field][0]
+            rows: dict[str, tuple[Any, list[str]]] = {}
             for entry_name, entry in registry:
                 for key, sub in entry.Config.model_fields.items():
-                    if key in seen and key != "type":
-                        continue
-                    seen.add(key)
-                    where = "" if key in ("type",) else f" [{entry_name}]"
-                    if key == "type" and entry_name != registry.names()[0]:
-                        continue
-                    yield (f"{field}.{key}", _type_name(sub.annotation), sub.default,
-                           (sub.description or "") + (where if key not in _base_keys(field) else ""))
+                    rows.setdefault(key, (sub, []))[1].append(entry_name)
+            for key, (sub, owners) in rows.items():
+                default = "(entry name)" if key == "type" else sub.default
+                only = (
+                    ""
+                    if key == "type" or len(owners) == len(registry.names())
+                    else (f" [{', '.join(owners)}]")
+                )
+                yield (
+                    f"{field}.{key}",
+                    _type_name(sub.annotation),
+                    default,
+                    (sub.description or "") + only,
+                )
         elif field in _SECTIONS:
             for key, sub in _SECTIONS[field].model_fields.items():
-                yield f"{field}.{key}", _type_name(sub.annotation), sub.default, sub.description or ""
+                yield (
+                    f"{field}.{key}",
+                    _type_name(sub.annotation),
+                    sub.default,
+                    sub.description or "",
+                )
         else:
             yield field, _type_name(info.annotation), info.default, info.description or ""
 
 
-def _base_keys(section: str) -> set[str]:
-    base = {"task": TaskConfig, "strategy": StrategyConfig, "backbone": BackboneConfig}[section]
-    return set(base.model_fields)
+def reference_markdown() -> str:
+    """The config reference as a Markdown table (kept in README.md; a test compares them)."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, kind, default, doc in iter_keys():
+        shown = "null" if default is None else default
+        lines.append(f"| `{key}` | {kind} | `{shown}` | {doc.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("NoneType", "null")
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return " / ".join(str(a) for a in args)
+    if args and get_origin(annotation) in (UnionType, Union):
+        return " or ".join(_type_name(a) for a in args)
+    if get_origin(annotation) is list:
+        return f"list of {_type_name(args[0])}"
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))

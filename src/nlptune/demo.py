@@ -14,7 +14,9 @@ from pathlib import Path
 
 from nlptune.errors import NlptuneError
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "text_classification" / "minilm_full.yaml"
+CONFIG = (
+    Path(__file__).resolve().parents[2] / "configs" / "text_classification" / "minilm_full.yaml"
+)
 
 
 def write_demo_data(folder: Path, seed: int = 13) -> tuple[Path, Path]:
@@ -22,7 +24,9 @@ def write_demo_data(folder: Path, seed: int = 13) -> tuple[Path, Path]:
     spec = importlib.util.find_spec("gensim")
     if spec is None or not spec.submodule_search_locations:
         raise NlptuneError("the demo needs gensim's test data: pip install gensim")
-    source = Path(spec.submodule_search_locations[0]) / "test" / "test_data" / "pang_lee_polarity.cor"
+    source = (
+        Path(spec.submodule_search_locations[0]) / "test" / "test_data" / "pang_lee_polarity.cor"
+    )
     rows = []
     for line in source.read_text(encoding="cp1252", errors="replace").splitlines():
         label, _, text = line.partition(" ")
@@ -31,7 +35,9 @@ def write_demo_data(folder: Path, seed: int = 13) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = folder / "train.tsv", folder / "dev.tsv"
     for path, part in zip(paths, (rows[:160], rows[160:]), strict=True):
-        path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in part), encoding="utf-8")
+        path.write_text(
+            "sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in part), encoding="utf-8"
+        )
     return paths
 
 
@@ -42,8 +48,14 @@ def run_demo(output_dir: Path) -> None:
     train_path, dev_path = write_demo_data(output_dir.with_name(output_dir.name + "-data"))
     result = train(
         CONFIG,
-        [f"data.train={train_path}", f"data.dev={dev_path}", f"output_dir={output_dir}",
-         "trainer.epochs=4", "trainer.batch_size=16", "trainer.lr=1e-4"],
+        [
+            f"data.train={train_path}",
+            f"data.dev={dev_path}",
+            f"output_dir={output_dir}",
+            "trainer.epochs=4",
+            "trainer.batch_size=16",
+            "trainer.lr=1e-4",
+        ],
         overwrite=True,
     )
     print("dev metrics:", json.dumps(result.metrics["dev"]))

@@ -30,14 +30,23 @@ class Predictor:
         [{'label': '1', 'score': 0.97}]
     """
 
-    def __init__(self, config: RunConfig, task: Any, model: Any, tokenizer: Any,
-                 device: torch.device, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        task: Any,
+        model: Any,
+        tokenizer: Any,
+        device: torch.device,
+        batch_size: int = 64,
+    ) -> None:
         self.config, self.task, self.model, self.tokenizer = config, task, model, tokenizer
         self.device, self.batch_size = device, batch_size
         self.autocast = autocast_for(config.trainer.precision, device)
 
     @classmethod
-    def from_dir(cls, path: str | Path, device: str | None = None, batch_size: int = 64) -> Predictor:
+    def from_dir(
+        cls, path: str | Path, device: str | None = None, batch_size: int = 64
+    ) -> Predictor:
         folder = Path(path)
         raw, labels = artefact.read_run(folder)
         config = validate({**raw, "output_dir": str(folder)}, str(folder / "config.yaml"))
@@ -54,13 +63,17 @@ class Predictor:
 
     def logits(self, examples: Sequence[TextExample]) -> np.ndarray:
         """Model outputs (N, L) for ``examples`` in order."""
-        features = self.task.featurize(examples, self.tokenizer, self.config.backbone.max_length,
-                                       labelled=False)
+        features = self.task.featurize(
+            examples, self.tokenizer, self.config.backbone.max_length, labelled=False
+        )
         pad = self.tokenizer.pad_token_id or 0
         return infer(
-            lambda batch: self.model(**batch)["logits"], features.lengths,
-            lambda idx: collate(features, idx, pad), batch_size=self.batch_size,
-            device=self.device, autocast=self.autocast,
+            lambda batch: self.model(**batch)["logits"],
+            features.lengths,
+            lambda idx: collate(features, idx, pad),
+            batch_size=self.batch_size,
+            device=self.device,
+            autocast=self.autocast,
         )
 
     def predict(self, inputs: Iterable[Input]) -> list[dict[str, Any]]:
@@ -108,7 +121,9 @@ class Predictor:
             return item
         if isinstance(item, str):
             if self.task.pair:
-                raise DataError(f"input {i + 1}: this model reads text pairs; give (text, text_pair)")
+                raise DataError(
+                    f"input {i + 1}: this model reads text pairs; give (text, text_pair)"
+                )
             return TextExample(item, where=f"input {i + 1}")
         if isinstance(item, tuple):
             return TextExample(item[0], item[1], where=f"input {i + 1}")
@@ -124,5 +139,9 @@ class Predictor:
                 pair = next((item[k] for k in pair_keys if k in item), None)
                 if pair is None:
                     raise DataError(f"input {i + 1}: no '{pair_keys[0]}' field in {sorted(item)}")
-            return TextExample(str(text), None if pair is None else str(pair), where=f"input {i + 1}")
-        raise DataError(f"input {i + 1}: expected a string, a pair or a dict, got {type(item).__name__}")
+            return TextExample(
+                str(text), None if pair is None else str(pair), where=f"input {i + 1}"
+            )
+        raise DataError(
+            f"input {i + 1}: expected a string, a pair or a dict, got {type(item).__name__}"
+        )

@@ -23,10 +23,22 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def test_train_saves_a_standard_artefact(tiny_bert: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = nlptune.train(tiny_config(tiny_bert, out))
-    for name in ("config.yaml", "labels.json", "metrics.json", "train_log.jsonl", "meta.json",
-                 "model/config.json", "model/model.safetensors", "model/tokenizer_config.json"):
+    for name in (
+        "config.yaml",
+        "labels.json",
+        "metrics.json",
+        "train_log.jsonl",
+        "meta.json",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer_config.json",
+    ):
         assert (out / name).is_file(), name
-    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
+    assert (
+        not list(out.rglob("*.bin"))
+        and not list(out.rglob("*.pt"))
+        and not list(out.rglob("*.pkl"))
+    )
     assert not (out / "checkpoints").exists()
     assert result.metrics["dev"]["accuracy"] >= 0.75  # the fixture is learnable
     meta = json.loads((out / "meta.json").read_text())
@@ -47,7 +59,9 @@ def test_train_saves_a_standard_artefact(tiny_bert: Path, tmp_path: Path) -> Non
     assert [t["score"] for t in theirs] == pytest.approx([o["score"] for o in ours], abs=1e-3)
 
 
-def test_cli_evaluate_and_predict(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_evaluate_and_predict(
+    tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     nlptune.train(tiny_config(tiny_bert, out, trainer={"epochs": 1}))
     capsys.readouterr()
@@ -67,18 +81,31 @@ def test_cli_evaluate_and_predict(tiny_bert: Path, tmp_path: Path, capsys: pytes
 
 
 def test_sentence_pair_regression_and_classification(tiny_bert: Path, tmp_path: Path) -> None:
-    data = {"train": str(FIXTURES / "pairs_train.tsv"), "dev": str(FIXTURES / "pairs_dev.tsv"),
-            "text": "sentence1", "text_pair": "sentence2", "label": "score"}
-    reg = nlptune.train(tiny_config(tiny_bert, tmp_path / "reg", task={"type": "sentence_pair"},
-                                    data=data))
+    data = {
+        "train": str(FIXTURES / "pairs_train.tsv"),
+        "dev": str(FIXTURES / "pairs_dev.tsv"),
+        "text": "sentence1",
+        "text_pair": "sentence2",
+        "label": "score",
+    }
+    reg = nlptune.train(
+        tiny_config(tiny_bert, tmp_path / "reg", task={"type": "sentence_pair"}, data=data)
+    )
     assert set(reg.metrics["dev"]) == {"pearson", "spearman", "mse"}
     assert json.loads((tmp_path / "reg" / "labels.json").read_text())["problem"] == "regression"
-    pred = nlptune.Predictor.from_dir(tmp_path / "reg").predict([("the plot was good", "a great film")])
+    pred = nlptune.Predictor.from_dir(tmp_path / "reg").predict(
+        [("the plot was good", "a great film")]
+    )
     assert set(pred[0]) == {"score"}
 
-    cls = nlptune.train(tiny_config(
-        tiny_bert, tmp_path / "cls", task={"type": "sentence_pair", "metric": "f1"},
-        data={**data, "label": "label"}))
+    cls = nlptune.train(
+        tiny_config(
+            tiny_bert,
+            tmp_path / "cls",
+            task={"type": "sentence_pair", "metric": "f1"},
+            data={**data, "label": "label"},
+        )
+    )
     assert "f1" in cls.metrics["dev"]
     # a real pair: token type ids mark the second text
     predictor = nlptune.Predictor.from_dir(tmp_path / "cls")
@@ -88,8 +115,12 @@ def test_sentence_pair_regression_and_classification(tiny_bert: Path, tmp_path: 
 
 def test_multi_label(tiny_bert: Path, tmp_path: Path) -> None:
     out = tmp_path / "ml"
-    data = {"train": str(FIXTURES / "multilabel_train.jsonl"),
-            "dev": str(FIXTURES / "multilabel_dev.jsonl"), "text": "text", "label": "labels"}
+    data = {
+        "train": str(FIXTURES / "multilabel_train.jsonl"),
+        "dev": str(FIXTURES / "multilabel_dev.jsonl"),
+        "text": "text",
+        "label": "labels",
+    }
     result = nlptune.train(tiny_config(tiny_bert, out, data=data, trainer={"epochs": 15}))
     assert result.metrics["dev"]["micro_f1"] > 0.5
     pred = nlptune.Predictor.from_dir(out).predict(["the music and the song"])
@@ -100,15 +131,23 @@ def test_multi_label(tiny_bert: Path, tmp_path: Path) -> None:
     assert model.config.problem_type == "multi_label_classification"
 
 
-@pytest.mark.parametrize("strategy", [{"type": "frozen"}, {"type": "last_k", "k": 1},
-                                      {"type": "full", "layer_lr_decay": 0.8}])
+@pytest.mark.parametrize(
+    "strategy",
+    [{"type": "frozen"}, {"type": "last_k", "k": 1}, {"type": "full", "layer_lr_decay": 0.8}],
+)
 def test_strategies_train_only_their_parameters(
     tiny_bert: Path, tmp_path: Path, strategy: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
     out = tmp_path / strategy["type"]
     with caplog.at_level("INFO", logger="nlptune"):
-        nlptune.train(tiny_config(tiny_bert, out, strategy={**strategy, "freeze_embeddings": True},
-                                  trainer={"epochs": 1}))
+        nlptune.train(
+            tiny_config(
+                tiny_bert,
+                out,
+                strategy={**strategy, "freeze_embeddings": True},
+                trainer={"epochs": 1},
+            )
+        )
     assert "parameters train" in caplog.text
     before = load_file(str(tiny_bert / "model.safetensors"))
     after = {k.removeprefix("bert."): v for k, v in _weights(out).items()}
@@ -149,9 +188,12 @@ def test_resume_equals_uninterrupted_run(tiny_bert: Path, tmp_path: Path) -> Non
     assert resumed.metrics["best_step"] == whole.metrics["best_step"]
 
 
-def test_second_run_hits_the_feature_cache(tiny_bert: Path, tmp_path: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
-    config = tiny_config(tiny_bert, tmp_path / "a", trainer={"max_steps": 2}, data={"cache_dir": str(tmp_path / "c")})
+def test_second_run_hits_the_feature_cache(
+    tiny_bert: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tiny_config(
+        tiny_bert, tmp_path / "a", trainer={"max_steps": 2}, data={"cache_dir": str(tmp_path / "c")}
+    )
     with caplog.at_level("INFO", logger="nlptune"):
         nlptune.train(config)
         assert "train: 96 examples (tokenized and cached)" in caplog.text

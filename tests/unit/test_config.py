@@ -13,7 +13,9 @@ from ..conftest import REPO, tiny_config
 def test_unknown_key_names_key_and_suggests(tmp_path: Path) -> None:
     raw = tiny_config(tmp_path, tmp_path / "run")
     raw["trainer"]["epoch"] = 2
-    with pytest.raises(ConfigError, match=r"unknown key 'trainer.epoch' \(did you mean 'epochs'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'trainer.epoch' \(did you mean 'epochs'\?\)"
+    ):
         validate(raw)
 
 

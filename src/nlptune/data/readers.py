@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nlptune.errors import DataError, did_you_mean
 
@@ -109,7 +109,7 @@ def read_table(
 
 
 def _read_csv(path: str, delimiter: str, header: bool, quoting: str) -> Table:
-    mode = csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL
+    mode: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     with open(path, encoding="utf-8-sig", newline="") as f:
@@ -153,7 +153,9 @@ def _read_jsonl(path: str) -> Table:
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{number}: not valid JSON: {err.msg}") from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+                raise DataError(
+                    f"{path}:{number}: expected a JSON object, got {type(row).__name__}"
+                )
             names.update(dict.fromkeys(row))
             rows.append(row)
             lines.append(number)

@@ -73,8 +73,8 @@ def make_plan(
         if part == "head":
             head.add(name)
         elif layer_lr_decay is not None:
-            depth = {"word_embeddings": 0, "embeddings": 0, "top": n}.get(part, part)  # type: ignore[call-overload]
-            scale[name] = layer_lr_decay ** (n - int(depth))
+            depth = part if isinstance(part, int) else {"top": n}.get(part, 0)
+            scale[name] = layer_lr_decay ** (n - depth)
     return Plan(trainable, head, scale, cache_backbone)
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field
 
-from nlptune.registry import STRATEGIES
 from nlptune.config import StrategyConfig
+from nlptune.registry import STRATEGIES
 from nlptune.strategies.base import Plan, make_plan
 
 
@@ -34,5 +34,6 @@ class Frozen:
         return None
 
     def apply(self, model: Any, new: set[str]) -> Plan:
-        return make_plan(model, new, trains=lambda part: part == "head",
-                         cache_backbone=self.config.cache)
+        return make_plan(
+            model, new, trains=lambda part: part == "head", cache_backbone=self.config.cache
+        )

@@ -30,6 +30,8 @@ class Full:
     def apply(self, model: Any, new: set[str]) -> Plan:
         freeze = self.config.freeze_embeddings
         return make_plan(
-            model, new, trains=lambda part: not (freeze and part == "word_embeddings"),
+            model,
+            new,
+            trains=lambda part: not (freeze and part == "word_embeddings"),
             layer_lr_decay=self.config.layer_lr_decay,
         )

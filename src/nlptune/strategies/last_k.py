@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import Field
 
+from nlptune.errors import ModelError
 from nlptune.registry import STRATEGIES
 from nlptune.strategies.base import DecayConfig, Plan, make_plan, num_layers
-from nlptune.errors import ModelError
 
 
 class LastKConfig(DecayConfig):
@@ -41,7 +41,10 @@ class LastK:
         self.check_model(model.config)
         lowest = num_layers(model) - self.config.k
         return make_plan(
-            model, new,
-            trains=lambda part: part in ("head", "top") or (isinstance(part, int) and part >= lowest),
+            model,
+            new,
+            trains=lambda part: (
+                part in ("head", "top") or (isinstance(part, int) and part >= lowest)
+            ),
             layer_lr_decay=self.config.layer_lr_decay,
         )

@@ -50,8 +50,12 @@ def _read_examples(path: str, data: DataConfig, pair: bool, labelled: bool) -> l
         columns.append(data.text_pair)
     label_cols = data.label if isinstance(data.label, list) else [data.label]
     table = read_table(
-        path, data.format, columns=columns + label_cols, header=data.header,
-        quoting=data.quoting, hf_subset=data.hf_subset,
+        path,
+        data.format,
+        columns=columns + label_cols,
+        header=data.header,
+        quoting=data.quoting,
+        hf_subset=data.hf_subset,
     )
     if not table.rows:
         raise DataError(f"{path}: no examples")
@@ -77,13 +81,15 @@ def _text(value: Any, table: Table, i: int, column: str | int) -> str:
 def _labels(table: Table, data: DataConfig) -> list[Any]:
     if isinstance(data.label, list):  # one 0/1 column per label
         keys = [table.key(c) for c in data.label]
-        out = []
+        out: list[Any] = []
         for i, row in enumerate(table.rows):
             on = []
             for key in keys:
                 cell = str(row.get(key, "")).strip().lower()
                 if cell not in ("0", "1", "true", "false", "0.0", "1.0"):
-                    raise DataError(f"{table.where(i)}: label column '{key}' must be 0/1, got {cell!r}")
+                    raise DataError(
+                        f"{table.where(i)}: label column '{key}' must be 0/1, got {cell!r}"
+                    )
                 if cell in ("1", "true", "1.0"):
                     on.append(key)
             out.append(tuple(on))
@@ -127,7 +133,7 @@ class TextClassification:
     def __init__(self, config: TextClassificationConfig, data: DataConfig) -> None:
         self.config = config
         self.data = data
-        self.problem = config.problem
+        self.problem: str = config.problem
         self.labels: list[str] = list(config.labels or [])
 
     # -- config ---------------------------------------------------------------------------------
@@ -225,23 +231,35 @@ class TextClassification:
         return index[name]
 
     def featurize(
-        self, examples: Sequence[TextExample], tokenizer: Any, max_length: int, labelled: bool = True
+        self,
+        examples: Sequence[TextExample],
+        tokenizer: Any,
+        max_length: int,
+        labelled: bool = True,
     ) -> Features:
         pairs = [e.text_pair for e in examples] if self.pair else None
         enc = tokenizer(
-            [e.text for e in examples], pairs, truncation=True, max_length=max_length,
+            [e.text for e in examples],
+            pairs,
+            truncation=True,
+            max_length=max_length,
             return_attention_mask=False,
         )
         sequences = {
             name: [np.asarray(x, dtype=np.int32) for x in enc[name]]
-            for name in ("input_ids", "token_type_ids") if name in enc
+            for name in ("input_ids", "token_type_ids")
+            if name in enc
         }
         values = {"labels": self.encode_labels(examples)} if labelled else {}
         return Features(sequences, values)
 
     def cache_key(self) -> dict[str, Any]:
-        return {"task": type(self).__name__, "problem": self.problem, "labels": self.labels,
-                "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"})}
+        return {
+            "task": type(self).__name__,
+            "problem": self.problem,
+            "labels": self.labels,
+            "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"}),
+        }
 
     # -- model ----------------------------------------------------------------------------------
     def model_kwargs(self) -> dict[str, Any]:
@@ -262,14 +280,19 @@ class TextClassification:
         if self.problem == "multi_label":
             probs = 1.0 / (1.0 + np.exp(-logits))
             return [
-                {"labels": [self.labels[j] for j in np.flatnonzero(p >= self.config.threshold)],
-                 "scores": {name: float(v) for name, v in zip(self.labels, p, strict=True)}}
+                {
+                    "labels": [self.labels[j] for j in np.flatnonzero(p >= self.config.threshold)],
+                    "scores": {name: float(v) for name, v in zip(self.labels, p, strict=True)},
+                }
                 for p in probs
             ]
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = shifted / shifted.sum(axis=1, keepdims=True)
         best = probs.argmax(axis=1)
-        return [{"label": self.labels[j], "score": float(p[j])} for j, p in zip(best, probs, strict=True)]
+        return [
+            {"label": self.labels[j], "score": float(p[j])}
+            for j, p in zip(best, probs, strict=True)
+        ]
 
     def score(self, logits: np.ndarray, gold: np.ndarray) -> dict[str, float]:
         """Metrics of logits (N, L) against encoded gold labels."""
@@ -277,7 +300,9 @@ class TextClassification:
             return metrics.regression(gold.astype(np.float64), logits[:, 0].astype(np.float64))
         if self.problem == "multi_label":
             probs = 1.0 / (1.0 + np.exp(-logits))
-            return metrics.multi_label(gold.astype(int), (probs >= self.config.threshold).astype(int))
+            return metrics.multi_label(
+                gold.astype(int), (probs >= self.config.threshold).astype(int)
+            )
         return metrics.single_label(gold, logits.argmax(axis=1), len(self.labels))
 
 

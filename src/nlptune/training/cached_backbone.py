@@ -15,7 +15,14 @@ from typing import Any
 import torch
 
 FIRST_TOKEN_HEADS = {
-    "bert", "roberta", "xlm-roberta", "camembert", "electra", "deberta", "deberta-v2", "mpnet",
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "camembert",
+    "electra",
+    "deberta",
+    "deberta-v2",
+    "mpnet",
     "distilbert",
 }
 

@@ -18,7 +18,9 @@ from safetensors.torch import load_file, save_file
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
 def save_weights(model: torch.nn.Module, folder: Path) -> None:
@@ -64,7 +66,9 @@ def load_checkpoint(
     """Restore everything :func:`save_checkpoint` wrote; return the loop state."""
     load_weights(model, folder)
     meta = json.loads((folder / "optimizer.json").read_text())
-    optimizer.load_state_dict(_join_optimizer(load_file(str(folder / "optimizer.safetensors")), meta))
+    optimizer.load_state_dict(
+        _join_optimizer(load_file(str(folder / "optimizer.safetensors")), meta)
+    )
     scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
     rng = load_file(str(folder / "rng.safetensors"))
     torch.set_rng_state(rng["torch"])

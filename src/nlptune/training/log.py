@@ -14,11 +14,16 @@ logger = logging.getLogger("nlptune")
 class RunLog:
     """Writes one JSON object per event to ``train_log.jsonl`` and scalars to TensorBoard."""
 
-    def __init__(self, folder: Path, *, main: bool, total: int, start: int,
-                 progress: bool, tensorboard: bool) -> None:
+    def __init__(
+        self, folder: Path, *, main: bool, total: int, start: int, progress: bool, tensorboard: bool
+    ) -> None:
         self.main = main
         self.start_time = time.perf_counter()
-        self.file = open(folder / "train_log.jsonl", "a", encoding="utf-8") if main else None
+        self.file = (
+            open(folder / "train_log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            if main
+            else None
+        )
         self.writer: Any = None
         if main and tensorboard:
             try:
@@ -36,13 +41,18 @@ class RunLog:
     def step(self, step: int, **values: float) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+            if values:
+                self.bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
 
     def event(self, kind: str, step: int, values: dict[str, Any]) -> None:
         if not self.main:
             return
-        record = {"event": kind, "step": step, "time": round(time.perf_counter() - self.start_time, 3),
-                  **values}
+        record = {
+            "event": kind,
+            "step": step,
+            "time": round(time.perf_counter() - self.start_time, 3),
+            **values,
+        }
         assert self.file is not None
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()

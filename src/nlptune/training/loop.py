@@ -89,17 +89,27 @@ def fit(job: Job) -> LoopState:
     optimizer = make_optimizer(
         param_groups(model, job.plan, t.lr, t.head_lr or t.lr, t.weight_decay), acc.device
     )
-    scheduler = linear_schedule(optimizer, warmup_steps(total, t.warmup_ratio, t.warmup_steps), total)
+    scheduler = linear_schedule(
+        optimizer, warmup_steps(total, t.warmup_ratio, t.warmup_steps), total
+    )
     state = LoopState()
     last, best = job.folder / "checkpoints" / "last", job.folder / "checkpoints" / "best"
     if job.resume:
         found = ckpt.find_checkpoint(last)
         if found is None:
-            raise NlptuneError(f"--resume: no checkpoint under {last.parent}; start without --resume")
+            raise NlptuneError(
+                f"--resume: no checkpoint under {last.parent}; start without --resume"
+            )
         state = LoopState(**ckpt.load_checkpoint(found, model, optimizer, scheduler))
     wrapped, optimizer = acc.prepare(model, optimizer)
-    log = RunLog(job.folder, main=acc.is_main_process, total=total, start=state.step,
-                 progress=t.progress, tensorboard=t.tensorboard)
+    log = RunLog(
+        job.folder,
+        main=acc.is_main_process,
+        total=total,
+        start=state.step,
+        progress=t.progress,
+        tensorboard=t.tensorboard,
+    )
     cache = CachedBackbone(model) if job.cache is not None else nullcontext()
     try:
         with cache:
@@ -111,34 +121,63 @@ def fit(job: Job) -> LoopState:
     return state
 
 
-def _run(job: Job, wrapped: Any, optimizer: Any, scheduler: Any, state: LoopState, total: int,
-         per_epoch: int, log: RunLog, last: Path, best: Path) -> None:
+def _run(
+    job: Job,
+    wrapped: Any,
+    optimizer: Any,
+    scheduler: Any,
+    state: LoopState,
+    total: int,
+    per_epoch: int,
+    log: RunLog,
+    last: Path,
+    best: Path,
+) -> None:
     acc, t = job.accelerator, job.trainer
     evaluated_at = -1
     while state.step < total and not state.stopped_early:
-        batches = train_batches(job.train.lengths, t.batch_size, seed=job.seed, epoch=state.epoch,
-                                group_by_length=t.group_by_length)
+        batches = train_batches(
+            job.train.lengths,
+            t.batch_size,
+            seed=job.seed,
+            epoch=state.epoch,
+            group_by_length=t.group_by_length,
+        )
         batches = [b for b in batches if len(b) >= acc.num_processes * t.grad_accum]
         for indices in batches[state.batch_in_epoch :]:
             started = time.perf_counter()
             loss = _step(job, wrapped, optimizer, scheduler, indices)
-            state.train_seconds += time.perf_counter() - started
             state.step += 1
             state.batch_in_epoch += 1
             state.examples += len(indices)
             epoch_end = state.batch_in_epoch == len(batches)
             if epoch_end:
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            rate = state.examples / max(state.train_seconds, 1e-9)
-            lr = scheduler.get_last_lr()[-1]
-            log.step(state.step, loss=loss, lr=lr, ex_s=rate)
-            if state.step % t.log_every == 0 or state.step == total:
-                log.event("train", state.step, {"loss": loss, "lr": lr, "examples_per_s": rate,
-                                                "epoch": state.epoch + state.batch_in_epoch / per_epoch})
+            logged = state.step % t.log_every == 0 or state.step == total
+            if logged or epoch_end:
+                _sync(acc.device)  # queued device work belongs to training time
+            state.train_seconds += time.perf_counter() - started
+            if logged:  # the loss is read (a device sync) only here, not after every step
+                rate = state.examples / max(state.train_seconds, 1e-9)
+                lr, value = scheduler.get_last_lr()[-1], float(loss)
+                log.step(state.step, loss=value, lr=lr, ex_s=rate)
+                log.event(
+                    "train",
+                    state.step,
+                    {
+                        "loss": value,
+                        "lr": lr,
+                        "examples_per_s": rate,
+                        "epoch": state.epoch + state.batch_in_epoch / per_epoch,
+                    },
+                )
+            else:
+                log.step(state.step)
             done = state.step >= total
             if job.dev is not None and (
                 (t.eval_every and state.step % t.eval_every == 0)
-                or (not t.eval_every and epoch_end) or done
+                or (not t.eval_every and epoch_end)
+                or done
             ):
                 _evaluate(job, state, log, best)
                 evaluated_at = state.step
@@ -152,13 +191,21 @@ def _run(job: Job, wrapped: Any, optimizer: Any, scheduler: Any, state: LoopStat
                 break
 
 
-def _step(job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[int]) -> float:
-    """One optimizer step over the global batch ``indices``; returns this process's loss share."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step(
+    job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[int]
+) -> torch.Tensor:
+    """One optimizer step over the global batch ``indices``; returns this process's loss share
+    (a 0-d tensor, left on the device)."""
     acc, t = job.accelerator, job.trainer
     wrapped.train()
     micro = np.array_split(np.asarray(indices), t.grad_accum)
     world, rank = acc.num_processes, acc.process_index
-    total = 0.0
+    total = torch.zeros((), device=acc.device)
     for j, chunk in enumerate(micro):
         part = np.array_split(chunk, world)[rank].tolist()
         batch = _batch(job, part, acc.device)
@@ -168,7 +215,7 @@ def _step(job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[
                 loss = wrapped(**batch)["loss"]
             loss = loss * (len(part) * world / len(indices))
             acc.backward(loss)
-        total += float(loss.detach()) / world
+        total += loss.detach() / world
     if t.max_grad_norm:
         acc.clip_grad_norm_(wrapped.parameters(), t.max_grad_norm)
     optimizer.step()
@@ -177,12 +224,17 @@ def _step(job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[
     return total
 
 
-def _batch(job: Job, indices: list[int], device: torch.device, split: str = "train") -> dict[str, Any]:
+def _batch(
+    job: Job, indices: list[int], device: torch.device, split: str = "train"
+) -> dict[str, Any]:
     features = job.train if split == "train" else job.dev
     assert features is not None
     if job.cache is not None:
         index = torch.tensor(indices)
-        batch: dict[str, Any] = {"inputs_embeds": job.cache[split][index][:, None, :], "index": index}
+        batch: dict[str, Any] = {
+            "inputs_embeds": job.cache[split][index][:, None, :],
+            "index": index,
+        }
         if "labels" in features.values:
             batch["labels"] = torch.from_numpy(features.values["labels"][indices])
     else:
@@ -200,9 +252,12 @@ def predict_dev(job: Job) -> np.ndarray:
     lengths = job.dev.lengths if job.cache is None else np.ones(len(job.dev), dtype=np.int64)
     size = job.trainer.eval_batch_size or 2 * job.trainer.batch_size
     return infer(
-        lambda batch: model(**batch)["logits"], lengths,
+        lambda batch: model(**batch)["logits"],
+        lengths,
         lambda idx: _batch(job, list(idx), torch.device("cpu"), "dev"),
-        batch_size=size, device=job.accelerator.device, autocast=job.accelerator.autocast,
+        batch_size=size,
+        device=job.accelerator.device,
+        autocast=job.accelerator.autocast,
         accelerator=job.accelerator,
     )
 

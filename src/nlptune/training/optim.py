@@ -13,7 +13,12 @@ from nlptune.strategies.base import Plan
 def no_decay(name: str) -> bool:
     """Biases and normalisation weights get no weight decay."""
     lowered = name.lower()
-    return name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered or ".norm" in lowered
+    return (
+        name.endswith("bias")
+        or "layernorm" in lowered
+        or "layer_norm" in lowered
+        or ".norm" in lowered
+    )
 
 
 def param_groups(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,24 @@ def make_accelerator(precision: str, threads: int | None) -> Any:
     if precision == "auto":
         precision = "bf16" if bf16_supported(device) else "fp32"
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
-    return Accelerator(mixed_precision=mixed)
+    # cpu=True on GPU-less machines: accelerate then sets up gloo (MULTI_CPU) when launched with
+    # several processes; without it each process would train alone.
+    _reset_single_process_state()
+    accelerator = Accelerator(mixed_precision=mixed, cpu=device.type == "cpu")
+    if not accelerator.is_main_process:
+        logger.setLevel(logging.WARNING)  # one process reports
+    return accelerator
+
+
+def _reset_single_process_state() -> None:
+    """Let one Python process train several runs with different precisions (accelerate keeps
+    one global state); launched multi-process runs keep theirs."""
+    import os
+
+    from accelerate.state import AcceleratorState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
@@ -53,8 +70,13 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
 
 
 def train_model(
-    run: RunConfig, p: build.Parts, splits: dict[str, build.Dataset], tokenizer: Any,
-    accelerator: Any, callbacks: Sequence[Callable[[LoopState], None]], resume: bool,
+    run: RunConfig,
+    p: build.Parts,
+    splits: dict[str, build.Dataset],
+    tokenizer: Any,
+    accelerator: Any,
+    callbacks: Sequence[Callable[[LoopState], None]],
+    resume: bool,
 ) -> tuple[LoopState, Any]:
     """Load the model, apply the strategy, cache frozen outputs, run the loop."""
     torch.manual_seed(run.seed)  # the head's initial weights
@@ -62,25 +84,45 @@ def train_model(
     plan = p.strategy.apply(model, new)
     n_train = sum(model.get_parameter(n).numel() for n in plan.trainable)
     n_all = sum(x.numel() for x in model.parameters())
-    logger.info("strategy %s: %s of %s parameters train (%.2f%%)", run.strategy.type,
-                f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
+    logger.info(
+        "strategy %s: %s of %s parameters train (%.2f%%)",
+        run.strategy.type,
+        f"{n_train:,}",
+        f"{n_all:,}",
+        100 * n_train / n_all,
+    )
     model.to(accelerator.device)
     cache = None
     if plan.cache_backbone:
         if supports_cache(model):
-            cache = {s: backbone_states(model, splits[s], tokenizer, run, accelerator)
-                     for s in ("train", "dev") if s in splits}
+            cache = {
+                s: backbone_states(model, splits[s], tokenizer, run, accelerator)
+                for s in ["train", "dev"]
+                if s in splits
+            }
             logger.info("frozen backbone: outputs computed once and reused every epoch")
         else:
-            logger.info("frozen backbone: %s heads can't use cached outputs; running it each step",
-                        model.config.model_type)
+            logger.info(
+                "frozen backbone: %s heads can't use cached outputs; running it each step",
+                model.config.model_type,
+            )
     torch.manual_seed(run.seed)  # dropout stream
     job = Job(
-        accelerator=accelerator, model=model, plan=plan, train=_features(splits["train"]),
-        dev=_features(splits["dev"]) if "dev" in splits else None, score=p.task.score,
-        main_metric=p.task.main_metric, greater_is_better=p.task.greater_is_better,
-        pad_id=tokenizer.pad_token_id or 0, folder=Path(run.output_dir), trainer=run.trainer,
-        seed=run.seed, cache=cache, callbacks=callbacks, resume=resume,
+        accelerator=accelerator,
+        model=model,
+        plan=plan,
+        train=_features(splits["train"]),
+        dev=_features(splits["dev"]) if "dev" in splits else None,
+        score=p.task.score,
+        main_metric=p.task.main_metric,
+        greater_is_better=p.task.greater_is_better,
+        pad_id=tokenizer.pad_token_id or 0,
+        folder=Path(run.output_dir),
+        trainer=run.trainer,
+        seed=run.seed,
+        cache=cache,
+        callbacks=callbacks,
+        resume=resume,
     )
     state = fit(job)
     return state, model
@@ -91,18 +133,22 @@ def _features(data: build.Dataset) -> Any:
     return data.features
 
 
-def backbone_states(model: Any, data: build.Dataset, tokenizer: Any, run: RunConfig,
-                    accelerator: Any) -> torch.Tensor:
+def backbone_states(
+    model: Any, data: build.Dataset, tokenizer: Any, run: RunConfig, accelerator: Any
+) -> torch.Tensor:
     """First-token states of every example of ``data`` (N, H), computed once."""
     from nlptune.data.batching import collate
 
     features = _features(data)
     model.eval()
     states = infer(
-        lambda batch: first_token_states(model, batch), features.lengths,
+        lambda batch: first_token_states(model, batch),
+        features.lengths,
         lambda idx: _no_labels(collate(features, idx, tokenizer.pad_token_id or 0)),
         batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
-        device=accelerator.device, autocast=accelerator.autocast, accelerator=accelerator,
+        device=accelerator.device,
+        autocast=accelerator.autocast,
+        accelerator=accelerator,
     )
     return torch.from_numpy(states).to(accelerator.device)
 
@@ -112,19 +158,22 @@ def _no_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def score_split(run: RunConfig, task: Any, model: Any, data: build.Dataset, accelerator: Any,
-                pad_id: int) -> dict[str, float]:
+def score_split(
+    run: RunConfig, task: Any, model: Any, data: build.Dataset, accelerator: Any, pad_id: int
+) -> dict[str, float]:
     """Metrics of the (best) model on ``data``, computed with the full model."""
     from nlptune.data.batching import collate
 
     features = _features(data)
     model.eval()
     logits = infer(
-        lambda batch: model(**batch)["logits"], features.lengths,
+        lambda batch: model(**batch)["logits"],
+        features.lengths,
         lambda idx: _no_labels(collate(features, idx, pad_id)),
         batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
-        device=accelerator.device, autocast=accelerator.autocast, accelerator=accelerator,
+        device=accelerator.device,
+        autocast=accelerator.autocast,
+        accelerator=accelerator,
     )
     result: dict[str, float] = task.score(logits, features.values["labels"])
     return {k: round(v, 6) for k, v in result.items()}
-

@@ -1,0 +1,66 @@
+"""Two CPU processes (accelerate launch, gloo) give the metrics of one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ..conftest import REPO, tiny_config
+
+
+def _train(argv: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("strategy", ["full", "frozen"])
+def test_two_processes_equal_one(tiny_bert_no_dropout: Path, tmp_path: Path, strategy: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"p{n}"
+        config = tiny_config(
+            tiny_bert_no_dropout,
+            out,
+            strategy={"type": strategy},
+            trainer={"epochs": 8, "batch_size": 8, "eval_every": 12},
+        )
+        path = tmp_path / f"p{n}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        launch = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29517",
+        ]
+        _train(
+            [*(launch if n == 2 else [sys.executable]), "-m", "nlptune", "train", str(path)], env
+        )
+        runs[n] = json.loads((out / "metrics.json").read_text())
+    one, two = runs[1], runs[2]
+    assert one["steps"] == two["steps"] and one["best_step"] == two["best_step"]
+    if strategy == "full":  # a random backbone's frozen features barely separate the classes
+        assert one["dev"]["accuracy"] > 0.6  # trained, so equal metrics mean something
+    for key, value in one["dev"].items():
+        assert two["dev"][key] == pytest.approx(value, abs=1e-4), key
+    log = [json.loads(x) for x in (tmp_path / "p2" / "train_log.jsonl").read_text().splitlines()]
+    assert sum(r["event"] == "eval" for r in log) == sum(
+        json.loads(x)["event"] == "eval"
+        for x in (tmp_path / "p1" / "train_log.jsonl").read_text().splitlines()
+    )
