@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,9 @@ import torch
 from nlptune import artefact, build
 from nlptune.config import RunConfig, validate
 from nlptune.data.batching import collate
-from nlptune.data.examples import TextExample
 from nlptune.errors import DataError
-from nlptune.training.evaluate import infer
+from nlptune.training.evaluate import stream
 from nlptune.training.runtime import autocast_for
-
-Input = str | tuple[str, str] | dict[str, Any] | TextExample
 
 
 class Predictor:
@@ -61,34 +58,39 @@ class Predictor:
         model.to(dev).eval()
         return cls(config, p.task, model, tokenizer, dev, batch_size)
 
-    def logits(self, examples: Sequence[TextExample]) -> np.ndarray:
-        """Model outputs (N, L) for ``examples`` in order."""
-        features = self.task.featurize(
-            examples, self.tokenizer, self.config.backbone.max_length, labelled=False
-        )
+    def _stream(self, features: Any) -> Iterator[tuple[int, np.ndarray]]:
         pad = self.tokenizer.pad_token_id or 0
-        return infer(
-            lambda batch: self.model(**batch)["logits"],
+        return stream(
+            lambda batch: self.task.outputs(self.model(**batch)),
             features.lengths,
-            lambda idx: collate(features, idx, pad),
+            lambda idx: collate(features, idx, pad, values=False),
             batch_size=self.batch_size,
             device=self.device,
             autocast=self.autocast,
+            by_length=self.task.eval_by_length,
         )
 
-    def predict(self, inputs: Iterable[Input]) -> list[dict[str, Any]]:
+    def _featurize(self, examples: Sequence[Any], labelled: bool) -> Any:
+        return self.task.featurize(
+            examples, self.tokenizer, self.config.backbone.max_length, labelled=labelled
+        )
+
+    def predict(self, inputs: Iterable[Any]) -> list[dict[str, Any]]:
         """Predictions for texts, ``(text, text_pair)`` tuples or dicts, in input order."""
-        examples = [self._example(x, i) for i, x in enumerate(inputs)]
+        examples = [self.task.input_example(x, f"input {i + 1}") for i, x in enumerate(inputs)]
         if not examples:
             return []
-        result: list[dict[str, Any]] = self.task.decode(self.logits(examples))
+        features = self._featurize(examples, labelled=False)
+        result: list[dict[str, Any]] = self.task.predictions(
+            self._stream(features), examples, features
+        )
         return result
 
     def evaluate(self, path: str) -> dict[str, float]:
         """Metrics on a labelled file read with the run's data settings."""
         examples = self.task.read(path)
-        gold = self.task.encode_labels(examples)
-        scores: dict[str, float] = self.task.score(self.logits(examples), gold)
+        features = self._featurize(examples, labelled=True)
+        scores: dict[str, float] = self.task.evaluate(self._stream(features), examples, features)
         return {k: round(v, 6) for k, v in scores.items()}
 
     def predict_file(self, path: str) -> list[dict[str, Any]]:
@@ -97,7 +99,7 @@ class Predictor:
         source = Path(path)
         if source.suffix.lower() in (".txt", "") and source.is_file():
             lines = source.read_text(encoding="utf-8-sig").splitlines()
-            return self.predict(self._line(line) for line in lines)
+            return self.predict(self.task.line_input(line) for line in lines)
         if source.suffix.lower() in (".jsonl", ".json") and source.is_file():
             rows = []
             with open(source, encoding="utf-8-sig") as f:
@@ -109,39 +111,3 @@ class Predictor:
                             raise DataError(f"{path}:{number}: not valid JSON: {err.msg}") from None
             return self.predict(rows)
         return self.predict(self.task.read(path, labelled=False))
-
-    def _line(self, line: str) -> Input:
-        if self.task.pair:
-            text, tab, pair = line.partition("\t")
-            return (text, pair)
-        return line
-
-    def _example(self, item: Input, i: int) -> TextExample:
-        if isinstance(item, TextExample):
-            return item
-        if isinstance(item, str):
-            if self.task.pair:
-                raise DataError(
-                    f"input {i + 1}: this model reads text pairs; give (text, text_pair)"
-                )
-            return TextExample(item, where=f"input {i + 1}")
-        if isinstance(item, tuple):
-            return TextExample(item[0], item[1], where=f"input {i + 1}")
-        if isinstance(item, dict):
-            data = self.config.data
-            keys = [k for k in (data.text, "text") if isinstance(k, str)]
-            text = next((item[k] for k in keys if k in item), None)
-            if text is None:
-                raise DataError(f"input {i + 1}: no '{keys[0]}' field in {sorted(item)}")
-            pair = None
-            if self.task.pair:
-                pair_keys = [k for k in (data.text_pair, "text_pair") if isinstance(k, str)]
-                pair = next((item[k] for k in pair_keys if k in item), None)
-                if pair is None:
-                    raise DataError(f"input {i + 1}: no '{pair_keys[0]}' field in {sorted(item)}")
-            return TextExample(
-                str(text), None if pair is None else str(pair), where=f"input {i + 1}"
-            )
-        raise DataError(
-            f"input {i + 1}: expected a string, a pair or a dict, got {type(item).__name__}"
-        )

@@ -41,8 +41,11 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
-def collate(features: Features, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad the examples ``indices`` to the longest among them.
+def collate(
+    features: Features, indices: Sequence[int], pad_id: int, values: bool = True
+) -> dict[str, torch.Tensor]:
+    """Pad the examples ``indices`` to the longest among them (``values=False`` leaves out the
+    per-example values such as labels, for inference).
 
     Returns:
         A batch dict with Hugging Face keys: ``input_ids`` (B, T), ``attention_mask`` (B, T),
@@ -61,7 +64,8 @@ def collate(features: Features, indices: Sequence[int], pad_id: int) -> dict[str
     for row, i in enumerate(indices):
         mask[row, : len(seqs["input_ids"][i])] = 1
     batch["attention_mask"] = torch.from_numpy(mask)
-    for name, values in features.values.items():
-        batch[name] = torch.from_numpy(values[list(indices)])
+    if values:
+        for name, value in features.values.items():
+            batch[name] = torch.from_numpy(value[list(indices)])
     batch["index"] = torch.tensor(list(indices), dtype=torch.int64)
     return batch

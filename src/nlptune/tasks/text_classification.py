@@ -6,7 +6,7 @@ with ``AutoModelForSequenceClassification`` and ``pipeline("text-classification"
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +19,7 @@ from nlptune.data.readers import Table, read_table
 from nlptune.errors import ConfigError, DataError
 from nlptune.registry import TASKS
 from nlptune.tasks import metrics
+from nlptune.training.evaluate import collect
 
 Problem = Literal["auto", "single_label", "multi_label", "regression"]
 _MAIN_METRIC = {"single_label": "accuracy", "multi_label": "micro_f1", "regression": "pearson"}
@@ -273,6 +274,64 @@ class TextClassification:
         }
 
     # -- outputs --------------------------------------------------------------------------------
+    cacheable = True  # the head reads one vector per example: frozen outputs can be cached
+    eval_by_length = True
+
+    @staticmethod
+    def outputs(model_output: Any) -> Any:
+        """What evaluation keeps of a model output: the logits (B, L)."""
+        return model_output["logits"]
+
+    def evaluate(
+        self,
+        rows: Iterable[tuple[int, np.ndarray]],
+        examples: Sequence[TextExample],
+        features: Features,
+    ) -> dict[str, float]:
+        """Metrics from streamed ``(index, logits)`` rows."""
+        return self.score(collect(rows, len(features)), features.values["labels"])
+
+    def line_input(self, line: str) -> Any:
+        """One line of a ``.txt`` input file: a text, or two texts split by a TAB."""
+        if self.pair:
+            text, _, pair = line.partition("\t")
+            return (text, pair)
+        return line
+
+    def input_example(self, item: Any, where: str) -> TextExample:
+        """A prediction input (a text, a ``(text, text_pair)`` tuple or a dict) as an example."""
+        if isinstance(item, TextExample):
+            return item
+        if isinstance(item, str):
+            if self.pair:
+                raise DataError(f"{where}: this model reads text pairs; give (text, text_pair)")
+            return TextExample(item, where=where)
+        if isinstance(item, tuple):
+            return TextExample(item[0], item[1], where=where)
+        if not isinstance(item, dict):
+            raise DataError(
+                f"{where}: expected a string, a pair or a dict, got {type(item).__name__}"
+            )
+        text = self._field(item, self.data.text, "text", where)
+        pair = self._field(item, self.data.text_pair, "text_pair", where) if self.pair else None
+        return TextExample(text, pair, where=where)
+
+    @staticmethod
+    def _field(item: dict[str, Any], column: Any, default: str, where: str) -> str:
+        keys = [k for k in (column, default) if isinstance(k, str)]
+        value = next((item[k] for k in keys if k in item), None)
+        if value is None:
+            raise DataError(f"{where}: no '{keys[0]}' field in {sorted(item)}")
+        return str(value)
+
+    def predictions(
+        self,
+        rows: Iterable[tuple[int, np.ndarray]],
+        examples: Sequence[TextExample],
+        features: Features,
+    ) -> list[dict[str, Any]]:
+        return self.decode(collect(rows, len(features)))
+
     def decode(self, logits: np.ndarray) -> list[dict[str, Any]]:
         """Predictions for logits (N, L): ``label``+``score``, ``labels`` or ``score``."""
         if self.problem == "regression":

@@ -7,7 +7,7 @@ their example index, so the result is in input order either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -30,7 +30,7 @@ class FixedBatches:
         return len(self.batches)
 
 
-def infer(
+def stream(
     forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     lengths: np.ndarray,
     make_batch: Callable[[list[int]], dict[str, torch.Tensor]],
@@ -39,11 +39,19 @@ def infer(
     device: torch.device,
     autocast: Callable[[], AbstractContextManager[Any]],
     accelerator: Any = None,
-) -> np.ndarray:
-    """Run ``forward(batch) -> (B, ...)`` over every example; return an (N, ...) float32 array
-    in example order. ``make_batch(indices)`` builds a batch dict that includes ``index``."""
+    by_length: bool = True,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Run ``forward(batch) -> (B, ...)`` over every item and yield ``(index, output row)``.
+
+    Items go in length-sorted batches (``by_length``) or in index order; under several processes
+    every process yields every row (gathered with ``gather_for_metrics``). ``make_batch(indices)``
+    builds a batch dict that includes ``index``. Raises if any item was not scored.
+    """
     n = len(lengths)
-    batches = eval_batches(lengths, batch_size)
+    if by_length:
+        batches = eval_batches(lengths, batch_size)
+    else:
+        batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
     loader: Any = torch.utils.data.DataLoader(
         range(n),  # type: ignore[arg-type]
         batch_sampler=FixedBatches(batches, batch_size),
@@ -52,7 +60,6 @@ def infer(
     sharded = accelerator is not None and accelerator.num_processes > 1
     if sharded:
         loader = accelerator.prepare_data_loader(loader, device_placement=True)
-    out: np.ndarray | None = None
     seen = np.zeros(n, dtype=bool)
     with torch.inference_mode():
         for batch in loader:
@@ -64,10 +71,29 @@ def infer(
             if sharded:
                 rows = accelerator.gather_for_metrics(rows, use_gather_object=True)
             for i, row in rows:
-                if out is None:
-                    out = np.zeros((n, *row.shape), dtype=np.float32)
-                out[i] = row
-                seen[i] = True
-    if out is None or not seen.all():
-        raise RuntimeError(f"evaluation scored {int(seen.sum())} of {n} examples")
+                if not seen[i]:
+                    seen[i] = True
+                    yield i, row
+    if not seen.all():
+        raise RuntimeError(f"evaluation scored {int(seen.sum())} of {n} items")
+
+
+def collect(rows: Iterable[tuple[int, np.ndarray]], n: int) -> np.ndarray:
+    """Stack streamed rows into an (N, ...) float32 array in index order."""
+    out: np.ndarray | None = None
+    for i, row in rows:
+        if out is None:
+            out = np.zeros((n, *row.shape), dtype=np.float32)
+        out[i] = row
+    assert out is not None
     return out
+
+
+def infer(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    lengths: np.ndarray,
+    make_batch: Callable[[list[int]], dict[str, torch.Tensor]],
+    **kwargs: Any,
+) -> np.ndarray:
+    """:func:`stream` collected into an (N, ...) array in index order."""
+    return collect(stream(forward, lengths, make_batch, **kwargs), len(lengths))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ from nlptune.errors import NlptuneError
 from nlptune.strategies.base import Plan
 from nlptune.training import checkpoint as ckpt
 from nlptune.training.cached_backbone import CachedBackbone
-from nlptune.training.evaluate import infer
+from nlptune.training.evaluate import stream
 from nlptune.training.log import RunLog
 from nlptune.training.optim import linear_schedule, make_optimizer, param_groups, warmup_steps
 
@@ -57,7 +57,8 @@ class Job:
     plan: Plan
     train: Features
     dev: Features | None
-    score: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+    evaluate: Callable[[Iterator[tuple[int, np.ndarray]]], dict[str, float]]
+    outputs: Callable[[Any], torch.Tensor]
     main_metric: str
     greater_is_better: bool
     pad_id: int
@@ -67,6 +68,7 @@ class Job:
     cache: dict[str, torch.Tensor] | None = None
     callbacks: Sequence[Callable[[LoopState], None]] = ()
     resume: bool = False
+    eval_by_length: bool = True
 
 
 def steps_per_epoch(job: Job) -> int:
@@ -244,28 +246,29 @@ def _batch(
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def predict_dev(job: Job) -> np.ndarray:
-    """Logits for every dev example, in order (all processes take part)."""
+def evaluate_dev(job: Job) -> dict[str, float]:
+    """Metrics on the dev set (all processes take part; outputs are streamed to the task)."""
     assert job.dev is not None
     model = job.model
     model.eval()
     lengths = job.dev.lengths if job.cache is None else np.ones(len(job.dev), dtype=np.int64)
     size = job.trainer.eval_batch_size or 2 * job.trainer.batch_size
-    return infer(
-        lambda batch: model(**batch)["logits"],
+    rows = stream(
+        lambda batch: job.outputs(model(**batch)),
         lengths,
         lambda idx: _batch(job, list(idx), torch.device("cpu"), "dev"),
         batch_size=size,
         device=job.accelerator.device,
         autocast=job.accelerator.autocast,
         accelerator=job.accelerator,
+        by_length=job.eval_by_length,
     )
+    return job.evaluate(rows)
 
 
 def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
     assert job.dev is not None
-    logits = predict_dev(job)
-    metrics = job.score(logits, job.dev.values["labels"])
+    metrics = evaluate_dev(job)
     value = metrics[job.main_metric]
     better = state.best_metric is None or (
         value > state.best_metric if job.greater_is_better else value < state.best_metric

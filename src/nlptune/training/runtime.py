@@ -13,7 +13,7 @@ import torch
 from nlptune import build
 from nlptune.config import RunConfig
 from nlptune.training.cached_backbone import first_token_states, supports_cache
-from nlptune.training.evaluate import infer
+from nlptune.training.evaluate import infer, stream
 from nlptune.training.loop import Job, LoopState, fit
 
 logger = logging.getLogger("nlptune")
@@ -94,7 +94,7 @@ def train_model(
     model.to(accelerator.device)
     cache = None
     if plan.cache_backbone:
-        if supports_cache(model):
+        if supports_cache(model) and p.task.cacheable:
             cache = {
                 s: backbone_states(model, splits[s], tokenizer, run, accelerator)
                 for s in ["train", "dev"]
@@ -103,7 +103,8 @@ def train_model(
             logger.info("frozen backbone: outputs computed once and reused every epoch")
         else:
             logger.info(
-                "frozen backbone: %s heads can't use cached outputs; running it each step",
+                "frozen backbone: this %s head reads more than one vector per example, so "
+                "the backbone runs each step (no cached outputs)",
                 model.config.model_type,
             )
     torch.manual_seed(run.seed)  # dropout stream
@@ -113,7 +114,9 @@ def train_model(
         plan=plan,
         train=_features(splits["train"]),
         dev=_features(splits["dev"]) if "dev" in splits else None,
-        score=p.task.score,
+        evaluate=_evaluator(p.task, splits.get("dev")),
+        outputs=p.task.outputs,
+        eval_by_length=p.task.eval_by_length,
         main_metric=p.task.main_metric,
         greater_is_better=p.task.greater_is_better,
         pad_id=tokenizer.pad_token_id or 0,
@@ -126,6 +129,12 @@ def train_model(
     )
     state = fit(job)
     return state, model
+
+
+def _evaluator(task: Any, data: build.Dataset | None) -> Any:
+    if data is None:
+        return None
+    return lambda rows: task.evaluate(rows, data.examples, _features(data))
 
 
 def _features(data: build.Dataset) -> Any:
@@ -144,18 +153,13 @@ def backbone_states(
     states = infer(
         lambda batch: first_token_states(model, batch),
         features.lengths,
-        lambda idx: _no_labels(collate(features, idx, tokenizer.pad_token_id or 0)),
+        lambda idx: collate(features, idx, tokenizer.pad_token_id or 0, values=False),
         batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
         device=accelerator.device,
         autocast=accelerator.autocast,
         accelerator=accelerator,
     )
     return torch.from_numpy(states).to(accelerator.device)
-
-
-def _no_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    batch.pop("labels", None)
-    return batch
 
 
 def score_split(
@@ -166,14 +170,15 @@ def score_split(
 
     features = _features(data)
     model.eval()
-    logits = infer(
-        lambda batch: model(**batch)["logits"],
+    rows = stream(
+        lambda batch: task.outputs(model(**batch)),
         features.lengths,
-        lambda idx: _no_labels(collate(features, idx, pad_id)),
+        lambda idx: collate(features, idx, pad_id, values=False),
         batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
         device=accelerator.device,
         autocast=accelerator.autocast,
         accelerator=accelerator,
+        by_length=task.eval_by_length,
     )
-    result: dict[str, float] = task.score(logits, features.values["labels"])
+    result: dict[str, float] = task.evaluate(rows, data.examples, features)
     return {k: round(v, 6) for k, v in result.items()}
