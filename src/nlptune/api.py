@@ -45,8 +45,7 @@ def validate(
     splits = build.read_splits(run, p.task)
     return {
         "task": run.task.type,
-        "problem": p.task.problem,
-        "labels": p.task.labels,
+        **p.task.state(),
         "examples": {name: len(d.examples) for name, d in splits.items()},
         "strategy": run.strategy.type,
         "backbone": run.backbone.path,
@@ -111,8 +110,10 @@ def train(
             metrics[split] = runtime.score_split(
                 run, p.task, model, splits[split], accelerator, tokenizer.pad_token_id or 0
             )
+            if split == "dev":
+                p.task.tune(metrics["dev"])  # e.g. the SQuAD v2 no-answer threshold
     if accelerator.is_main_process:
-        labels = {"problem": p.task.problem, "labels": p.task.labels}
+        labels = p.task.state()
         meta = artefact.run_meta(run.seed, {s: d.path for s, d in splits.items()})
         artefact.finish_run(folder, model, tokenizer, labels, metrics, meta)
         if not run.trainer.keep_checkpoints:

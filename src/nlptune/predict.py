@@ -48,11 +48,15 @@ class Predictor:
         raw, labels = artefact.read_run(folder)
         config = validate({**raw, "output_dir": str(folder)}, str(folder / "config.yaml"))
         p = build.parts(config)
-        p.task.restore(labels["problem"], labels["labels"])
+        p.task.load_state(labels)
         import transformers
 
         model_class = getattr(transformers, p.task.model_auto_class)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         model = model_class.from_pretrained(folder / "model")
+        hf_logging.enable_progress_bar()
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "model")
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(dev).eval()

@@ -17,15 +17,18 @@ from typing import Any
 
 import numpy as np
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 @dataclass
 class Features:
-    """Features of N examples. ``sequences[name][i]`` is example i's token column (1-D)."""
+    """Features of N items. ``sequences[name][i]`` is item i's model-input token column (1-D,
+    padded by collate); ``values[name][i]`` a per-item model input such as a label; ``meta`` holds
+    ragged per-item arrays the model never sees (offsets, the example an item came from)."""
 
     sequences: dict[str, list[np.ndarray]]
     values: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(next(iter(self.sequences.values())))
@@ -36,10 +39,11 @@ class Features:
 
     def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {}
-        for name, seqs in self.sequences.items():
-            lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-            arrays[f"seq.{name}"] = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
-            arrays[f"len.{name}"] = lengths
+        for kind, group in (("seq", self.sequences), ("meta", self.meta)):
+            for name, seqs in group.items():
+                lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+                arrays[f"{kind}.{name}"] = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
+                arrays[f"len.{kind}.{name}"] = lengths
         for name, value in self.values.items():
             arrays[f"val.{name}"] = value
         atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
@@ -47,18 +51,17 @@ class Features:
     @classmethod
     def load(cls, path: Path) -> Features:
         with np.load(path, allow_pickle=False) as z:
-            sequences: dict[str, list[np.ndarray]] = {}
+            groups: dict[str, dict[str, list[np.ndarray]]] = {"seq": {}, "meta": {}}
             values: dict[str, np.ndarray] = {}
             for key in z.files:
                 kind, name = key.split(".", 1)
-                if kind == "seq":
-                    flat, lengths = z[key], z[f"len.{name}"]
-                    sequences[name] = (
-                        np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
-                    )
+                if kind in groups:
+                    flat, lengths = z[key], z[f"len.{key}"]
+                    split = np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+                    groups[kind][name] = split
                 elif kind == "val":
                     values[name] = z[key]
-        return cls(sequences, values)
+        return cls(groups["seq"], values, groups["meta"])
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:

