@@ -84,6 +84,7 @@ def run_nlptune(spec: dict[str, Any]) -> dict[str, Any]:
 def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
+    from text_classification import _version_dependent_args  # bench/ is on sys.path
     from transformers import (
         AutoModelForQuestionAnswering,
         AutoTokenizer,
@@ -135,7 +136,7 @@ def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
         report_to="none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
-        **_warmup(TrainingArguments),
+        **_version_dependent_args(TrainingArguments, tuned=False),
     )
     trainer = Trainer(
         model=model,
@@ -154,13 +155,6 @@ def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
         "dev": task.evaluate(rows, dev_ex, dev_f),
         "train_features_per_s": round(len(train_f) * spec["epochs"] / seconds, 2),
     }
-
-
-def _warmup(arguments: Any) -> dict[str, Any]:
-    import inspect
-
-    params = inspect.signature(arguments).parameters
-    return {"warmup_ratio": 0.06} if "warmup_ratio" in params else {"warmup_steps": 0.06}
 
 
 def _packaged() -> str:

@@ -108,4 +108,7 @@ def load_model(config: RunConfig, task: Any, backbone: Any) -> tuple[Any, set[st
     import transformers
 
     model_class = getattr(transformers, task.model_auto_class)
-    return backbone.load_model(config.backbone.path, model_class, **task.model_kwargs())
+    model, new = backbone.load_model(config.backbone.path, model_class, **task.model_kwargs())
+    if hasattr(task, "wrap_model"):  # a head of our own on top (e.g. a CRF)
+        model, new = task.wrap_model(model, new)
+    return model, new

@@ -43,8 +43,10 @@ class DataConfig(Section):
     train: str | None = Field(None, description="training data: a file, a saved dataset, or hf id")
     dev: str | None = Field(None, description="development data, evaluated during training")
     test: str | None = Field(None, description="test data, evaluated once with the best model")
-    format: Literal["auto", "csv", "tsv", "jsonl", "hf"] = Field(
-        "auto", description="file format; auto = from the file name (.csv .tsv .jsonl, folder = hf)"
+    format: Literal["auto", "csv", "tsv", "jsonl", "hf", "conll", "conllu"] = Field(
+        "auto",
+        description="file format; auto = from the file name (.csv .tsv .jsonl .conll .conllu, "
+        "folder = hf)",
     )
     text: Column = Field("text", description="column with the text (name or 0-based index)")
     text_pair: Column | None = Field(None, description="column with the second text of a pair")
@@ -61,6 +63,12 @@ class DataConfig(Section):
         "auto", description="CSV quoting; auto = none for TSV (as the GLUE files), minimal for CSV"
     )
     hf_subset: str | None = Field(None, description="configuration name of a hub dataset")
+    token_column: int = Field(0, description="CoNLL: 0-based column of the words")
+    tag_column: int = Field(-1, description="CoNLL: 0-based column of the tags (-1: the last)")
+    scheme: Literal["iob1", "iob2", "bioes"] = Field(
+        "iob2", description="CoNLL: the tag scheme of the file (converted to the run's scheme)"
+    )
+    conllu_column: Literal["upos", "xpos"] = Field("upos", description="CoNLL-U: which tags")
     cache_dir: str | None = Field(
         None, description="tokenized-feature cache (default $NLPTUNE_CACHE or ~/.cache/nlptune)"
     )

@@ -55,7 +55,10 @@ class Predictor:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        model = model_class.from_pretrained(folder / "model")
+        if hasattr(p.task, "load_trained"):
+            model = p.task.load_trained(folder / "model")
+        else:
+            model = model_class.from_pretrained(folder / "model")
         hf_logging.enable_progress_bar()
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "model")
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -55,7 +55,7 @@ def collate(
     width = max(len(seqs["input_ids"][i]) for i in indices)
     batch: dict[str, torch.Tensor] = {}
     for name, column in seqs.items():
-        pad = pad_id if name == "input_ids" else 0
+        pad = {"input_ids": pad_id, "labels": -100}.get(name, 0)  # -100: not scored
         out = np.full((len(indices), width), pad, dtype=np.int64)
         for row, i in enumerate(indices):
             out[row, : len(column[i])] = column[i]

@@ -19,3 +19,15 @@ class TextExample:
     text_pair: str | None = None
     label: Label = None
     where: str = ""
+
+
+@dataclass(frozen=True)
+class TokenExample:
+    """A sentence as words with one tag per word (None for unlabelled input).
+
+    ``where`` is ``file:line`` of the sentence's first word.
+    """
+
+    words: tuple[str, ...]
+    tags: tuple[str, ...] | None = None
+    where: str = ""

@@ -1,0 +1,360 @@
+"""``sequence_labelling``: a tag per word (NER with BIO/BIOES tags, POS).
+
+Works on words: each word's label sits on its first subword and predictions are made per
+original word. A sentence longer than the model's window is cut into overlapping windows of whole
+words; every word is predicted by the window in which it sits farthest from an edge, and
+evaluation checks that every gold word was scored. Nothing is truncated. The softmax head is
+transformers' token-classification class (``AutoModelForTokenClassification``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from nlptune.config import DataConfig, TaskConfig
+from nlptune.data.conll import from_bioes, read_conll, read_conllu, to_bioes
+from nlptune.data.examples import TokenExample
+from nlptune.data.features import Features
+from nlptune.errors import ConfigError, DataError
+from nlptune.registry import TASKS
+
+_BIO = re.compile(r"^(O|[BIES]-.+)$")
+
+
+class SequenceLabellingConfig(TaskConfig):
+    type: str = Field("sequence_labelling", description="task name (nlptune list tasks)")
+    scheme: Literal["iob2", "bioes"] = Field(
+        "iob2", description="tagging: the scheme the model is trained in (scored as IOB2)"
+    )
+    labels: list[str] | None = Field(
+        None, description="tag names in a fixed order (default: sorted tags seen in training)"
+    )
+    crf: bool = Field(False, description="tagging: a CRF head (transitions, Viterbi) on softmax")
+
+
+@TASKS.register("sequence_labelling")
+class SequenceLabelling:
+    """Tag every word of a sentence (NER, POS); softmax head, scored per word."""
+
+    Config = SequenceLabellingConfig
+    model_auto_class = "AutoModelForTokenClassification"
+    pipeline_task = "token-classification"
+    cacheable = False
+    eval_by_length = False  # windows of one sentence arrive together
+    greater_is_better = True
+    pair = False
+
+    def __init__(self, config: SequenceLabellingConfig, data: DataConfig) -> None:
+        self.config, self.data = config, data
+        self.labels: list[str] = list(config.labels or [])
+        self.is_bio = True
+
+    @classmethod
+    def check_config(cls, run: Any, name: str) -> None:
+        if run.task.metric not in (None, "f1", "precision", "recall", "accuracy"):
+            raise ConfigError(
+                f"{name}: task.metric for sequence_labelling is f1, precision, recall or accuracy"
+            )
+
+    @property
+    def main_metric(self) -> str:
+        return self.config.metric or ("f1" if self.is_bio else "accuracy")
+
+    # -- data -----------------------------------------------------------------------------------
+    def read(self, path: str, labelled: bool = True) -> list[TokenExample]:
+        fmt = self.data.format
+        if fmt == "auto":
+            fmt = "conllu" if Path(path).suffix.lower() == ".conllu" else "conll"
+        if fmt == "conllu":
+            examples = read_conllu(path, self.data.conllu_column, labelled)
+        elif fmt == "conll":
+            examples = read_conll(
+                path, self.data.token_column, self.data.tag_column, self.data.scheme, labelled
+            )
+        else:
+            raise ConfigError(f"sequence_labelling reads conll or conllu files, not {fmt}")
+        if not examples:
+            raise DataError(f"{path}: no sentences")
+        return examples
+
+    def fit(self, train: Sequence[TokenExample]) -> None:
+        tags = {t for e in train for t in (e.tags or ())}
+        self.is_bio = all(_BIO.match(t) for t in tags)
+        if not self.labels:
+            run_tags = {t for e in train for t in self._run_tags(e.tags or ())}
+            if self.is_bio:  # grouped by entity type, O last
+                self.labels = sorted(run_tags, key=lambda t: (t == "O", t[2:], t))
+            else:
+                self.labels = sorted(run_tags)
+
+    def _run_tags(self, tags: Sequence[str]) -> list[str]:
+        return to_bioes(tags) if self.is_bio and self.config.scheme == "bioes" else list(tags)
+
+    def encode_labels(self, examples: Sequence[TokenExample]) -> None:
+        known = set(self.labels)
+        for e in examples:
+            for tag in self._run_tags(e.tags or ()):
+                if tag not in known:
+                    raise DataError(
+                        f"{e.where}: tag '{tag}' never occurs in the training data "
+                        f"(known: {', '.join(self.labels)})"
+                    )
+
+    def state(self) -> dict[str, Any]:
+        return {"labels": self.labels, "is_bio": self.is_bio}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.labels, self.is_bio = list(state["labels"]), bool(state["is_bio"])
+
+    def tune(self, dev_metrics: dict[str, float]) -> None:
+        return None
+
+    def cache_key(self) -> dict[str, Any]:
+        return {
+            "task": "sequence_labelling",
+            "labels": self.labels,
+            "scheme": self.config.scheme,
+            "crf": self.config.crf,
+            "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"}),
+        }
+
+    # -- features -------------------------------------------------------------------------------
+    def featurize(
+        self,
+        examples: Sequence[TokenExample],
+        tokenizer: Any,
+        max_length: int,
+        labelled: bool = True,
+    ) -> Features:
+        """One feature per window; ``meta`` keeps the sentence, the word of every first subword
+        (-1 elsewhere) and the words the window owns (``[lo, hi)``)."""
+        index = {t: i for i, t in enumerate(self.labels)}
+        seqs: dict[str, list[np.ndarray]] = {"input_ids": [], "labels": []}
+        meta: dict[str, list[np.ndarray]] = {"example": [], "word": [], "owned": []}
+        budget = max_length - 2
+        for n, e in enumerate(examples):
+            pieces = [p[:budget] for p in _word_pieces(tokenizer, e.words)]
+            tags = [index[t] for t in self._run_tags(e.tags)] if labelled and e.tags else None
+            for lo, hi, own_lo, own_hi in _windows([len(p) for p in pieces], budget):
+                ids, word, lab = [tokenizer.cls_token_id], [-1], [-100]
+                for w in range(lo, hi):
+                    ids.extend(pieces[w])
+                    word.extend([w] + [-1] * (len(pieces[w]) - 1))
+                    lab.extend([tags[w] if tags else -100] + [-100] * (len(pieces[w]) - 1))
+                ids.append(tokenizer.sep_token_id)
+                word.append(-1)
+                lab.append(-100)
+                seqs["input_ids"].append(np.asarray(ids, dtype=np.int32))
+                seqs["labels"].append(np.asarray(lab, dtype=np.int64))
+                meta["example"].append(np.array([n], dtype=np.int32))
+                meta["word"].append(np.asarray(word, dtype=np.int32))
+                meta["owned"].append(np.array([own_lo, own_hi], dtype=np.int32))
+        if not labelled:
+            del seqs["labels"]
+        if self.config.crf:
+            seqs["word_mask"] = [(w >= 0).astype(np.int64) for w in meta["word"]]
+        return Features(seqs, {}, meta)
+
+    # -- model ----------------------------------------------------------------------------------
+    def model_kwargs(self) -> dict[str, Any]:
+        id2label = dict(enumerate(self.labels))
+        return {
+            "num_labels": len(self.labels),
+            "id2label": id2label,
+            "label2id": {t: i for i, t in id2label.items()},
+        }
+
+    def wrap_model(self, model: Any, new: set[str]) -> tuple[Any, set[str]]:
+        """With ``task.crf``, put a CRF on the token-classification model."""
+        if not self.config.crf:
+            return model, new
+        from nlptune.tasks.crf import CrfTagger
+
+        tagger = CrfTagger(model, self.labels)
+        return tagger, {f"inner.{n}" for n in new} | {
+            n for n, _ in tagger.crf.named_parameters(prefix="crf")
+        }
+
+    def load_trained(self, folder: Path) -> Any:
+        from transformers import AutoModelForTokenClassification
+
+        if self.config.crf:
+            from nlptune.tasks.crf import CrfTagger
+
+            return CrfTagger.from_pretrained(folder)
+        return AutoModelForTokenClassification.from_pretrained(folder)
+
+    @staticmethod
+    def outputs(model_output: Any) -> Any:
+        return model_output["logits"]  # (B, T, L); one-hot Viterbi tags with a CRF
+
+    # -- decoding -------------------------------------------------------------------------------
+    def decode(
+        self,
+        rows: Iterable[tuple[int, np.ndarray]],
+        examples: Sequence[TokenExample],
+        features: Features,
+    ) -> Iterator[tuple[int, list[str]]]:
+        """Yield ``(sentence index, IOB2/POS tag per word)`` once all its windows are in."""
+        owner = [int(m[0]) for m in features.meta["example"]]
+        left = np.bincount(owner, minlength=len(examples))
+        partial: dict[int, list[int]] = {}
+        for i, logits in rows:
+            n = owner[i]
+            tags = partial.setdefault(n, [-1] * len(examples[n].words))
+            lo, hi = features.meta["owned"][i]
+            for t, w in enumerate(features.meta["word"][i]):
+                if lo <= w < hi:
+                    tags[w] = int(logits[t].argmax())
+            left[n] -= 1
+            if left[n] == 0:
+                done = partial.pop(n)
+                if min(done, default=0) < 0:
+                    raise RuntimeError(f"{examples[n].where}: a word was not scored")
+                yield n, self._to_scored([self.labels[j] for j in done])
+
+    def _to_scored(self, tags: list[str]) -> list[str]:
+        return from_bioes(tags) if self.is_bio and self.config.scheme == "bioes" else tags
+
+    def evaluate(
+        self,
+        rows: Iterable[tuple[int, np.ndarray]],
+        examples: Sequence[TokenExample],
+        features: Features,
+    ) -> dict[str, float]:
+        """Strict IOB2 entity P/R/F1 overall and per type (seqeval) and token accuracy; every
+        gold word must have been scored."""
+        pred: list[list[str]] = [[] for _ in examples]
+        for n, tags in self.decode(rows, examples, features):
+            pred[n] = tags
+        gold = [list(e.tags or ()) for e in examples]
+        if any(len(p) != len(g) for p, g in zip(pred, gold, strict=True)):
+            raise RuntimeError("evaluation did not score every gold word")
+        words = sum(len(g) for g in gold)
+        out = {
+            "accuracy": sum(
+                p == g
+                for ps, gs in zip(pred, gold, strict=True)
+                for p, g in zip(ps, gs, strict=True)
+            )
+            / max(words, 1),
+            "words_scored": float(words),
+        }
+        if self.is_bio:
+            out.update(_entity_scores(gold, pred))
+        return out
+
+    def predictions(
+        self,
+        rows: Iterable[tuple[int, np.ndarray]],
+        examples: Sequence[TokenExample],
+        features: Features,
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{} for _ in examples]
+        for n, tags in self.decode(rows, examples, features):
+            words = list(examples[n].words)
+            row: dict[str, Any] = {"words": words, "tags": tags}
+            if self.is_bio:
+                row["entities"] = _spans(words, tags)
+            out[n] = row
+        return out
+
+    # -- prediction input -----------------------------------------------------------------------
+    def line_input(self, line: str) -> Any:
+        return line
+
+    def input_example(self, item: Any, where: str) -> TokenExample:
+        if isinstance(item, TokenExample):
+            return item
+        if isinstance(item, str):
+            return TokenExample(tuple(item.split()), None, where)
+        if isinstance(item, (list, tuple)) and all(isinstance(w, str) for w in item):
+            return TokenExample(tuple(item), None, where)
+        if isinstance(item, dict) and isinstance(item.get("words"), list):
+            return TokenExample(tuple(str(w) for w in item["words"]), None, where)
+        if isinstance(item, dict) and isinstance(item.get("text"), str):
+            return TokenExample(tuple(item["text"].split()), None, where)
+        raise DataError(f"{where}: expected a sentence, a list of words, or {{words}} / {{text}}")
+
+
+def _word_pieces(tokenizer: Any, words: Sequence[str]) -> list[list[int]]:
+    """Subword ids of each word, tokenized in context; a word that yields none becomes [UNK]."""
+    enc = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
+    pieces: list[list[int]] = [[] for _ in words]
+    for token, w in zip(enc["input_ids"], enc.word_ids(), strict=True):
+        if w is not None:
+            pieces[w].append(token)
+    return [p or [tokenizer.unk_token_id] for p in pieces]
+
+
+def _windows(sizes: list[int], budget: int) -> list[tuple[int, int, int, int]]:
+    """Word windows ``(lo, hi, own_lo, own_hi)`` of at most ``budget`` subwords, overlapping by
+    about half a window; each word is owned by the window where it is farthest from an edge."""
+    n = len(sizes)
+    if sum(sizes) <= budget:
+        return [(0, n, 0, n)]
+    spans, lo = [], 0
+    while True:
+        hi, used = lo, 0
+        while hi < n and used + sizes[hi] <= budget:
+            used += sizes[hi]
+            hi += 1
+        hi = max(hi, lo + 1)  # a single word longer than the window still gets one
+        spans.append((lo, hi))
+        if hi >= n:
+            break
+        lo = max(lo + 1, (lo + hi) // 2)
+    owned = []
+    for k, (lo, hi) in enumerate(spans):
+        own_lo = lo if k == 0 else (spans[k - 1][1] + lo + 1) // 2
+        own_hi = hi if k == len(spans) - 1 else (hi + spans[k + 1][0] + 1) // 2
+        owned.append((lo, hi, own_lo, own_hi))
+    return owned
+
+
+def _entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    report = classification_report(
+        gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
+    )
+    micro = report["micro avg"]
+    out = {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+    }
+    for name, row in report.items():
+        if not name.endswith("avg"):
+            out[f"f1_{name}"] = float(row["f1-score"])
+    return out
+
+
+def _spans(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
+    """Entities with character offsets in the words joined by single spaces."""
+    starts, pos = [], 0
+    for w in words:
+        starts.append(pos)
+        pos += len(w) + 1
+    out: list[dict[str, Any]] = []
+    for i, tag in enumerate(tags):
+        if tag.startswith("B-") or (
+            tag.startswith("I-")
+            and (not out or out[-1]["end_word"] != i or out[-1]["type"] != tag[2:])
+        ):
+            out.append({"type": tag[2:], "start_word": i, "end_word": i + 1})
+        elif tag.startswith("I-"):
+            out[-1]["end_word"] = i + 1
+    for ent in out:
+        a, b = ent["start_word"], ent["end_word"]
+        ent.update(
+            text=" ".join(words[a:b]), start=starts[a], end=starts[b - 1] + len(words[b - 1])
+        )
+    return out
