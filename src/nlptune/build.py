@@ -11,7 +11,6 @@ from typing import Any
 
 from nlptune.config import RunConfig
 from nlptune.data import features as feats
-from nlptune.data.examples import TextExample
 from nlptune.data.features import Features
 from nlptune.registry import BACKBONES, STRATEGIES, TASKS
 
@@ -40,8 +39,9 @@ class Dataset:
     """Examples and (once featurized) features of one split."""
 
     path: str
-    examples: list[TextExample]
+    examples: list[Any]
     features: Features | None = None
+    part: str = ""  # which part of ``path`` (a held-out split), for the feature cache key
 
 
 def read_splits(config: RunConfig, task: Any) -> dict[str, Dataset]:
@@ -54,10 +54,45 @@ def read_splits(config: RunConfig, task: Any) -> dict[str, Dataset]:
         path = getattr(config.data, split)
         if path is not None:
             out[split] = Dataset(path, task.read(path))
-            if split == "train":
-                task.fit(out["train"].examples)
-            task.encode_labels(out[split].examples)  # unknown labels fail here, named
+    fraction = config.data.dev_fraction
+    if fraction and "dev" not in out:
+        train, dev = hold_out(out["train"].examples, fraction, config.seed)
+        out["train"] = Dataset(out["train"].path, train, part=f"train-{fraction}-{config.seed}")
+        out["dev"] = Dataset(out["train"].path, dev, part=f"dev-{fraction}-{config.seed}")
+    task.fit(out["train"].examples)
+    for data in out.values():
+        task.encode_labels(data.examples)  # unknown labels fail here, named
     return out
+
+
+def hold_out(examples: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """Split off ``fraction`` of the examples of every lemma (or of all, without lemmas) as dev,
+    taking only examples whose label occurs at least twice in their group, so that every dev
+    label is also in train."""
+    import random
+    from collections import Counter, defaultdict
+
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        groups[str(getattr(e, "lemma", ""))].append(i)
+    rng = random.Random(seed)
+    held: set[int] = set()
+    for members in groups.values():
+        counts = Counter(str(getattr(examples[i], "label", "")) for i in members)
+        candidates = [i for i in members if counts[str(getattr(examples[i], "label", ""))] > 1]
+        rng.shuffle(candidates)
+        picked: list[int] = []
+        left = dict(counts)
+        for i in candidates:
+            if len(picked) >= round(fraction * len(members)):
+                break
+            label = str(getattr(examples[i], "label", ""))
+            if left[label] > 1:  # keep one of every label in train
+                picked.append(i)
+                left[label] -= 1
+        held.update(picked)
+    train = [e for i, e in enumerate(examples) if i not in held]
+    return train, [e for i, e in enumerate(examples) if i in held]
 
 
 def check_model_fits(config: RunConfig, strategy: Any) -> None:
@@ -87,6 +122,7 @@ def featurize(config: RunConfig, task: Any, tokenizer: Any, data: Dataset) -> tu
     task settings were seen before. Returns ``(features, cache_hit)``."""
     key = [
         feats.file_digest(data.path) if _is_local(data.path) else data.path,
+        data.part,
         feats.tokenizer_fingerprint(tokenizer),
         config.backbone.max_length,
         task.cache_key(),

@@ -43,10 +43,12 @@ class DataConfig(Section):
     train: str | None = Field(None, description="training data: a file, a saved dataset, or hf id")
     dev: str | None = Field(None, description="development data, evaluated during training")
     test: str | None = Field(None, description="test data, evaluated once with the best model")
-    format: Literal["auto", "csv", "tsv", "jsonl", "hf", "conll", "conllu"] = Field(
+    format: Literal[
+        "auto", "csv", "tsv", "jsonl", "hf", "conll", "conllu", "streusle", "semeval"
+    ] = Field(
         "auto",
-        description="file format; auto = from the file name (.csv .tsv .jsonl .conll .conllu, "
-        "folder = hf)",
+        description="file format; auto = from the file name and the task (.csv .tsv .jsonl, "
+        "folder = hf; conll/conllu for tagging; .conllulex = streusle, .xml = semeval)",
     )
     text: Column = Field("text", description="column with the text (name or 0-based index)")
     text_pair: Column | None = Field(None, description="column with the second text of a pair")
@@ -63,6 +65,13 @@ class DataConfig(Section):
         "auto", description="CSV quoting; auto = none for TSV (as the GLUE files), minimal for CSV"
     )
     hf_subset: str | None = Field(None, description="configuration name of a hub dataset")
+    dev_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="without data.dev: hold out this fraction of train as dev (per lemma for "
+        "word_sense; seeded)",
+    )
     token_column: int = Field(0, description="CoNLL: 0-based column of the words")
     tag_column: int = Field(-1, description="CoNLL: 0-based column of the tags (-1: the last)")
     scheme: Literal["iob1", "iob2", "bioes"] = Field(

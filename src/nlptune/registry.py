@@ -17,7 +17,13 @@ from nlptune.errors import ConfigError, did_you_mean
 T = TypeVar("T")
 
 _BUILTIN_MODULES = {
-    "tasks": ["text_classification", "sentence_pair", "extractive_qa", "sequence_labelling"],
+    "tasks": [
+        "text_classification",
+        "sentence_pair",
+        "extractive_qa",
+        "sequence_labelling",
+        "word_sense",
+    ],
     "backbones": ["hf_encoder"],
     "strategies": ["full", "frozen", "last_k"],
 }

@@ -1,0 +1,127 @@
+"""Readers for word-sense data: STREUSLE CoNLL-U-Lex (SNACS supersenses of prepositions and
+possessives) and the SemEval-2007 task 6 lexical-sample XML (preposition senses).
+
+Both give :class:`SenseExample`: the sentence's words, the target's word indices, its lemma and
+its label.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from nlptune.errors import DataError
+
+P_LEXCATS = {"P", "PP", "INF.P", "POSS", "PRON.POSS"}
+
+
+@dataclass(frozen=True)
+class SenseExample:
+    """A target expression (one or more words, maybe discontinuous) in a sentence."""
+
+    words: tuple[str, ...]
+    target: tuple[int, ...]
+    lemma: str
+    label: str | None = None
+    where: str = ""
+
+
+def read_streusle(path: str) -> list[SenseExample]:
+    """Targets are strong lexical expressions with a ``p.`` supersense; the label is the scene
+    role, or ``role|function`` where the function differs (``p.Circumstance|p.Locus``)."""
+    if not Path(path).is_file():
+        raise DataError(f"data file not found: {path}")
+    out: list[SenseExample] = []
+    rows: list[tuple[int, list[str]]] = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in [*enumerate(f, 1), (-1, "")]:
+            line = line.rstrip("\n")
+            if line.strip():
+                if not line.startswith("#"):
+                    rows.append((number, line.split("\t")))
+                continue
+            if rows:
+                out.extend(_streusle_sentence(path, rows))
+            rows = []
+    return out
+
+
+def _streusle_sentence(path: str, rows: list[tuple[int, list[str]]]) -> list[SenseExample]:
+    words: list[str] = []
+    position: dict[str, int] = {}
+    groups: dict[str, list[int]] = {}
+    starts: list[tuple[int, list[str], int]] = []
+    for number, cols in rows:
+        if len(cols) != 19:
+            raise DataError(
+                f"{path}:{number}: CoNLL-U-Lex lines have 19 TAB-separated fields, "
+                f"found {len(cols)}"
+            )
+        if "-" in cols[0] or "." in cols[0]:  # multiword token range or empty node
+            continue
+        position[cols[0]] = len(words)
+        words.append(cols[1])
+        if cols[10] != "_":
+            groups.setdefault(cols[10].split(":")[0], []).append(len(words) - 1)
+        if cols[13].startswith("p.") and cols[11] in P_LEXCATS:
+            starts.append((number, cols, len(words) - 1))
+    out = []
+    for number, cols, index in starts:
+        group = cols[10].split(":")[0] if cols[10] != "_" else None
+        target = tuple(groups[group]) if group else (index,)
+        role, function = cols[13], cols[14]
+        label = role if function in ("_", role) else f"{role}|{function}"
+        out.append(SenseExample(tuple(words), target, cols[12].lower(), label, f"{path}:{number}"))
+    return out
+
+
+def read_semeval(path: str) -> list[SenseExample]:
+    """Instances of one lexical-sample XML file, or of every ``*.xml`` file in a folder. Sense
+    ids are numbered per lemma, so labels are ``lemma:senseid`` (``about:3(2)-1``)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("*.xml"))
+        if not files:
+            raise DataError(f"{path}: no .xml files")
+        return [e for f in files for e in read_semeval(str(f))]
+    if not p.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        root = ET.parse(p).getroot()
+    except ET.ParseError as err:
+        raise DataError(f"{path}:{err.position[0]}: not valid XML: {err}") from None
+    lexelts = [root] if root.tag == "lexelt" else root.iter("lexelt")
+    out = []
+    for lexelt in lexelts:
+        lemma = lexelt.get("item", "").lower()
+        for inst in lexelt.iter("instance"):
+            out.append(_semeval_instance(path, inst, lemma))
+    return out
+
+
+def _semeval_instance(path: str, inst: ET.Element, lemma: str) -> SenseExample:
+    where = f"{path} instance {inst.get('id')}"
+    context = inst.find("context")
+    if context is None:
+        raise DataError(f"{where}: no <context>")
+    head_el = context.find("head")
+    if head_el is None:
+        raise DataError(f"{where}: no <head> in the context")
+    before = (context.text or "").split()
+    for el in context:  # text of any element before the head belongs to the left context
+        if el is head_el:
+            break
+        before += ("".join(el.itertext()) + (el.tail or "")).split()
+    head = "".join(head_el.itertext()).split()
+    after = (head_el.tail or "").split()
+    seen = False
+    for el in context:
+        if seen:
+            after += ("".join(el.itertext()) + (el.tail or "")).split()
+        seen = seen or el is head_el
+    answer = inst.find("answer")
+    sense = answer.get("senseid") if answer is not None else None
+    label = f"{lemma}:{sense}" if sense is not None else None  # sense ids are per lemma
+    target = tuple(range(len(before), len(before) + len(head)))
+    return SenseExample(tuple(before + head + after), target, lemma, label, where)

@@ -1,0 +1,314 @@
+"""``word_sense``: the sense of a target word or expression in context (preposition
+supersenses in STREUSLE, SemEval-2007 preposition senses, any lexical sample).
+
+The target's subwords are mean-pooled into one vector and a linear head predicts the sense. With
+``task.candidates`` a prediction is restricted to the senses seen for the target's lemma in
+training (lemmas never seen in training back off to every sense). transformers has no head for
+this, so the model is our own (:class:`TargetSenseClassifier`): the encoder is saved in
+transformers format and the head as ``sense_head.safetensors`` + ``sense_head.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nlptune.config import DataConfig, TaskConfig
+from nlptune.data.features import Features
+from nlptune.data.wsd import SenseExample, read_semeval, read_streusle
+from nlptune.errors import ConfigError, DataError
+from nlptune.registry import TASKS
+from nlptune.tasks import metrics
+from nlptune.training.evaluate import collect
+
+logger = logging.getLogger("nlptune")
+
+
+class WordSenseConfig(TaskConfig):
+    type: str = Field("word_sense", description="task name (nlptune list tasks)")
+    candidates: bool = Field(
+        True, description="word_sense: only senses seen with the target's lemma in training"
+    )
+
+
+class TargetSenseClassifier(nn.Module):
+    """Encoder + mean of the target's subword states + dropout + linear. Batch keys: the encoder
+    inputs, ``target_mask`` (B, T) and optionally ``labels`` (B,)."""
+
+    def __init__(self, encoder: Any, labels: list[str], dropout: float = 0.1) -> None:
+        super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused: the target's own subwords are pooled
+        self.encoder, self.labels = encoder, list(labels)
+        self.config = encoder.config
+        self.base_model_prefix = "encoder"
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.config.hidden_size, len(labels))
+
+    @property
+    def base_model(self) -> Any:
+        return self.encoder
+
+    def forward(
+        self, target_mask: torch.Tensor, labels: torch.Tensor | None = None, **inputs: Any
+    ) -> dict[str, torch.Tensor]:
+        states = self.encoder(**inputs)[0]  # (B, T, H)
+        weights = target_mask.to(states.dtype)[:, :, None]  # (B, T, 1)
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, H)
+        logits = self.classifier(self.dropout(pooled))  # (B, L)
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = nn.functional.cross_entropy(logits.float(), labels)
+        return out
+
+    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> None:
+        self.encoder.save_pretrained(folder, **kwargs)
+        head = {f"classifier.{k}": v.contiguous() for k, v in self.classifier.state_dict().items()}
+        save_file(head, str(Path(folder) / "sense_head.safetensors"))
+        (Path(folder) / "sense_head.json").write_text(json.dumps({"labels": self.labels}))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> TargetSenseClassifier:
+        from transformers import AutoModel
+
+        labels = json.loads((Path(folder) / "sense_head.json").read_text())["labels"]
+        model = cls(AutoModel.from_pretrained(folder), labels)
+        state = load_file(str(Path(folder) / "sense_head.safetensors"))
+        model.classifier.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()})
+        return model
+
+
+@TASKS.register("word_sense")
+class WordSense:
+    """Classify the sense of a target word/expression, pooling its subwords; candidate masking."""
+
+    Config = WordSenseConfig
+    model_auto_class = "AutoModel"
+    cacheable = False
+    eval_by_length = True
+    greater_is_better = True
+    pair = False
+
+    def __init__(self, config: WordSenseConfig, data: DataConfig) -> None:
+        self.config, self.data = config, data
+        self.labels: list[str] = []
+        self.lemma_senses: dict[str, list[int]] = {}
+
+    @classmethod
+    def check_config(cls, run: Any, name: str) -> None:
+        if run.task.metric not in (None, "accuracy", "macro_f1"):
+            raise ConfigError(f"{name}: task.metric for word_sense is accuracy or macro_f1")
+
+    @property
+    def main_metric(self) -> str:
+        return self.config.metric or "accuracy"
+
+    # -- data -----------------------------------------------------------------------------------
+    def read(self, path: str, labelled: bool = True) -> list[SenseExample]:
+        fmt = self.data.format
+        suffix = Path(path).suffix.lower()
+        if fmt == "auto":
+            fmt = (
+                "streusle"
+                if suffix == ".conllulex"
+                else ("semeval" if suffix == ".xml" or Path(path).is_dir() else "jsonl")
+            )
+        if fmt == "streusle":
+            examples = read_streusle(path)
+        elif fmt == "semeval":
+            examples = read_semeval(path)
+        elif fmt == "jsonl":
+            examples = self._read_jsonl(path)
+        else:
+            raise ConfigError(f"word_sense reads .conllulex, SemEval .xml or .jsonl, not {fmt}")
+        if not examples:
+            raise DataError(f"{path}: no targets")
+        if labelled:
+            for e in examples:
+                if e.label is None:
+                    raise DataError(f"{e.where}: no sense label")
+        return examples
+
+    def _read_jsonl(self, path: str) -> list[SenseExample]:
+        from nlptune.data.readers import read_table
+
+        table = read_table(path, "jsonl")
+        return [self.input_example(row, table.where(i)) for i, row in enumerate(table.rows)]
+
+    def fit(self, train: Sequence[SenseExample]) -> None:
+        self.labels = sorted({str(e.label) for e in train})
+        index = {name: i for i, name in enumerate(self.labels)}
+        senses: dict[str, set[int]] = {}
+        for e in train:
+            senses.setdefault(e.lemma, set()).add(index[str(e.label)])
+        self.lemma_senses = {lemma: sorted(s) for lemma, s in sorted(senses.items())}
+
+    def encode_labels(self, examples: Sequence[SenseExample]) -> np.ndarray:
+        """Label ids; a sense never seen in training (sense inventories are open: STREUSLE's dev
+        set has construals its training set lacks) becomes -1, is counted wrong, and is
+        reported once."""
+        index = {name: i for i, name in enumerate(self.labels)}
+        unseen = [e for e in examples if e.label not in index]
+        if unseen:
+            logger.warning(
+                "%d targets have senses never seen in training (first: %s '%s'); "
+                "they count as errors",
+                len(unseen),
+                unseen[0].where,
+                unseen[0].label,
+            )
+        return np.asarray([index.get(str(e.label), -1) for e in examples], dtype=np.int64)
+
+    def state(self) -> dict[str, Any]:
+        return {"labels": self.labels, "lemma_senses": self.lemma_senses}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.labels, self.lemma_senses = list(state["labels"]), dict(state["lemma_senses"])
+
+    def tune(self, dev_metrics: dict[str, float]) -> None:
+        return None
+
+    def cache_key(self) -> dict[str, Any]:
+        return {
+            "task": "word_sense",
+            "labels": self.labels,
+            "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"}),
+        }
+
+    def featurize(
+        self,
+        examples: Sequence[SenseExample],
+        tokenizer: Any,
+        max_length: int,
+        labelled: bool = True,
+    ) -> Features:
+        """Tokens of the sentence (a window of words centred on the target when the sentence is
+        too long: the target itself is never cut) and a mask over the target's subwords."""
+        ids, masks = [], []
+        for e in examples:
+            enc = tokenizer(list(e.words), is_split_into_words=True, add_special_tokens=False)
+            word_ids = enc.word_ids()
+            tokens = list(enc["input_ids"])
+            target = set(e.target)
+            mask = [int(w in target) for w in word_ids]
+            if not any(mask):  # a target word with no subwords
+                raise DataError(
+                    f"{e.where}: the target {[e.words[i] for i in e.target]} has "
+                    "no subwords with this tokenizer"
+                )
+            lo, hi = _window(mask, max_length - 2)
+            ids.append(
+                np.asarray(
+                    [tokenizer.cls_token_id, *tokens[lo:hi], tokenizer.sep_token_id], dtype=np.int32
+                )
+            )
+            masks.append(np.asarray([0, *mask[lo:hi], 0], dtype=np.int64))
+        values = {"labels": self.encode_labels(examples)} if labelled else {}
+        return Features({"input_ids": ids, "target_mask": masks}, values)
+
+    # -- model ----------------------------------------------------------------------------------
+    def model_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def wrap_model(self, model: Any, new: set[str]) -> tuple[Any, set[str]]:
+        head = TargetSenseClassifier(model, self.labels)
+        return head, {f"encoder.{n}" for n in new} | {"classifier.weight", "classifier.bias"}
+
+    def load_trained(self, folder: Path) -> Any:
+        return TargetSenseClassifier.from_pretrained(folder)
+
+    @staticmethod
+    def outputs(model_output: Any) -> Any:
+        return model_output["logits"]  # (B, L)
+
+    # -- decoding -------------------------------------------------------------------------------
+    def _restrict(self, logits: np.ndarray, examples: Sequence[SenseExample]) -> np.ndarray:
+        if not self.config.candidates:
+            return logits
+        out = logits.copy()
+        for row, e in zip(out, examples, strict=True):
+            allowed = self.lemma_senses.get(e.lemma)
+            if allowed:  # unseen lemma: back off to every sense
+                keep = np.full(len(row), -np.inf, dtype=np.float32)
+                keep[allowed] = 0.0
+                row += keep
+        return out
+
+    def evaluate(
+        self,
+        rows: Iterable[tuple[int, np.ndarray]],
+        examples: Sequence[SenseExample],
+        features: Features,
+    ) -> dict[str, float]:
+        """Accuracy and macro-F1; for SNACS labels also role-only and function-only accuracy."""
+        logits = self._restrict(collect(rows, len(features)), examples)
+        gold, pred = features.values["labels"], logits.argmax(axis=1)
+        scores = metrics.single_label(gold, pred, len(self.labels))
+        out = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+        if all(name.startswith("p.") for name in self.labels):
+            golds = [_role_function(str(e.label)) for e in examples]
+            preds = [_role_function(self.labels[p]) for p in pred]
+            for k, key in enumerate(("role_accuracy", "function_accuracy")):
+                out[key] = float(np.mean([g[k] == p[k] for g, p in zip(golds, preds, strict=True)]))
+        return out
+
+    def predictions(
+        self,
+        rows: Iterable[tuple[int, np.ndarray]],
+        examples: Sequence[SenseExample],
+        features: Features,
+    ) -> list[dict[str, Any]]:
+        logits = self._restrict(collect(rows, len(features)), examples)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        return [{"label": self.labels[int(p.argmax())], "score": float(p.max())} for p in probs]
+
+    # -- prediction input -----------------------------------------------------------------------
+    def line_input(self, line: str) -> Any:
+        return line
+
+    def input_example(self, item: Any, where: str) -> SenseExample:
+        """A dict ``{words, target: [indices], lemma?, label?}``, or a line with the target
+        marked as ``<head>...</head>``."""
+        if isinstance(item, SenseExample):
+            return item
+        if isinstance(item, str) and "<head>" in item and "</head>" in item:
+            before, rest = item.split("<head>", 1)
+            head, after = rest.split("</head>", 1)
+            left = before.split()
+            span = tuple(range(len(left), len(left) + len(head.split())))
+            tokens = tuple(left + head.split() + after.split())
+            return SenseExample(tokens, span, head.strip().lower(), None, where)
+        if isinstance(item, dict) and isinstance(item.get("words"), list) and item.get("target"):
+            words = tuple(str(w) for w in item["words"])
+            target = tuple(int(i) for i in item["target"])
+            if not all(0 <= i < len(words) for i in target):
+                raise DataError(f"{where}: target {list(target)} is outside the {len(words)} words")
+            lemma = str(item.get("lemma") or " ".join(words[i] for i in target)).lower()
+            label = item.get("label")
+            return SenseExample(words, target, lemma, None if label is None else str(label), where)
+        raise DataError(f"{where}: expected {{words, target}} or a sentence with <head>...</head>")
+
+
+def _window(mask: list[int], budget: int) -> tuple[int, int]:
+    """The token range of at most ``budget`` tokens, centred on the masked (target) tokens."""
+    if len(mask) <= budget:
+        return 0, len(mask)
+    inside = [i for i, m in enumerate(mask) if m]
+    first, last = inside[0], inside[-1] + 1
+    lo = max(0, min(first - (budget - (last - first)) // 2, len(mask) - budget))
+    return lo, lo + budget
+
+
+def _role_function(label: str) -> tuple[str, str]:
+    role, _, function = label.partition("|")
+    return role, function or role
