@@ -56,7 +56,9 @@ class ExtractiveQA:
     Config = ExtractiveQAConfig
     model_auto_class = "AutoModelForQuestionAnswering"
     pipeline_task = "question-answering"
-    cacheable = False  # the head reads every token
+    cache_mode = (
+        None  # frozen: the backbone runs each step (windows of 384 tokens are too many to store)
+    )
     eval_by_length = False  # windows of one example arrive together, so decoding can stream
     pair = True
 

@@ -45,7 +45,7 @@ class SequenceLabelling:
     Config = SequenceLabellingConfig
     model_auto_class = "AutoModelForTokenClassification"
     pipeline_task = "token-classification"
-    cacheable = False
+    cache_mode = "all"  # frozen: every token's state is stored once
     eval_by_length = False  # windows of one sentence arrive together
     greater_is_better = True
     pair = False

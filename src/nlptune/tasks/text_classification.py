@@ -281,7 +281,7 @@ class TextClassification:
         }
 
     # -- outputs --------------------------------------------------------------------------------
-    cacheable = True  # the head reads one vector per example: frozen outputs can be cached
+    cache_mode = "first"  # frozen: the head reads one vector per example, stored once
     eval_by_length = True
 
     @staticmethod

@@ -93,7 +93,7 @@ class WordSense:
 
     Config = WordSenseConfig
     model_auto_class = "AutoModel"
-    cacheable = False
+    cache_mode = "all"  # frozen: every token's state is stored once
     eval_by_length = True
     greater_is_better = True
     pair = False

@@ -31,10 +31,28 @@ def supports_cache(model: Any) -> bool:
     return getattr(model.config, "model_type", None) in FIRST_TOKEN_HEADS
 
 
-def first_token_states(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The backbone's last hidden state at position 0. Returns (B, H)."""
-    out = model.base_model(**batch)
-    return out[0][:, 0]  # (B, H)
+def backbone_states(model: Any, batch: dict[str, torch.Tensor], first: bool) -> torch.Tensor:
+    """The backbone's last hidden state (B, T, H), or its first token (B, H)."""
+    inputs = {
+        k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+    }
+    states = model.base_model(**inputs)[0]  # (B, T, H)
+    return states[:, 0] if first else states
+
+
+class StateCache:
+    """Stored backbone states of one split: (N, H) first-token states, or per-item (T_i, H)."""
+
+    def __init__(self, states: torch.Tensor | list[torch.Tensor]) -> None:
+        self.states = states
+        self.first = isinstance(states, torch.Tensor)
+
+    def embeds(self, indices: list[int]) -> torch.Tensor:
+        """``inputs_embeds`` for a batch: (B, 1, H), or (B, T, H) zero-padded to the longest."""
+        if isinstance(self.states, torch.Tensor):
+            return self.states[torch.tensor(indices)][:, None, :]
+        rows = [self.states[i] for i in indices]
+        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, T, H)
 
 
 class CachedBackbone:

@@ -26,7 +26,7 @@ from nlptune.data.features import Features
 from nlptune.errors import NlptuneError
 from nlptune.strategies.base import Plan
 from nlptune.training import checkpoint as ckpt
-from nlptune.training.cached_backbone import CachedBackbone
+from nlptune.training.cached_backbone import CachedBackbone, StateCache
 from nlptune.training.evaluate import stream
 from nlptune.training.log import RunLog
 from nlptune.training.optim import linear_schedule, make_optimizer, param_groups, warmup_steps
@@ -65,7 +65,7 @@ class Job:
     folder: Path
     trainer: TrainerConfig
     seed: int
-    cache: dict[str, torch.Tensor] | None = None
+    cache: dict[str, StateCache] | None = None
     callbacks: Sequence[Callable[[LoopState], None]] = ()
     resume: bool = False
     eval_by_length: bool = True
@@ -231,16 +231,11 @@ def _batch(
 ) -> dict[str, Any]:
     features = job.train if split == "train" else job.dev
     assert features is not None
-    if job.cache is not None:
-        index = torch.tensor(indices)
-        batch: dict[str, Any] = {
-            "inputs_embeds": job.cache[split][index][:, None, :],
-            "index": index,
-        }
-        if "labels" in features.values:
-            batch["labels"] = torch.from_numpy(features.values["labels"][indices])
-    else:
-        batch = collate(features, indices, job.pad_id)
+    batch: dict[str, Any] = collate(features, indices, job.pad_id)
+    if job.cache is not None:  # stored backbone states replace the encoder's inputs
+        for name in ("input_ids", "token_type_ids"):
+            batch.pop(name, None)
+        batch["inputs_embeds"] = job.cache[split].embeds(indices)
     if split == "train":
         batch.pop("index")
     return {k: v.to(device) for k, v in batch.items()}
@@ -251,7 +246,9 @@ def evaluate_dev(job: Job) -> dict[str, float]:
     assert job.dev is not None
     model = job.model
     model.eval()
-    lengths = job.dev.lengths if job.cache is None else np.ones(len(job.dev), dtype=np.int64)
+    lengths = job.dev.lengths
+    if job.cache is not None and job.cache["dev"].first:
+        lengths = np.ones(len(job.dev), dtype=np.int64)
     size = job.trainer.eval_batch_size or 2 * job.trainer.batch_size
     rows = stream(
         lambda batch: job.outputs(model(**batch)),

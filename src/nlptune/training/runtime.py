@@ -12,8 +12,8 @@ import torch
 
 from nlptune import build
 from nlptune.config import RunConfig
-from nlptune.training.cached_backbone import first_token_states, supports_cache
-from nlptune.training.evaluate import infer, stream
+from nlptune.training.cached_backbone import StateCache, backbone_states, supports_cache
+from nlptune.training.evaluate import stream
 from nlptune.training.loop import Job, LoopState, fit
 
 logger = logging.getLogger("nlptune")
@@ -92,11 +92,18 @@ def train_model(
         100 * n_train / n_all,
     )
     model.to(accelerator.device)
-    cache = None
+    cache: dict[str, StateCache] | None = None
     if plan.cache_backbone:
-        if supports_cache(model) and p.task.cacheable:
+        if supports_cache(model) and p.task.cache_mode:
             cache = {
-                s: backbone_states(model, splits[s], tokenizer, run, accelerator)
+                s: compute_states(
+                    model,
+                    splits[s],
+                    p.task.cache_mode == "first",
+                    run,
+                    accelerator,
+                    tokenizer.pad_token_id or 0,
+                )
                 for s in ["train", "dev"]
                 if s in splits
             }
@@ -142,24 +149,31 @@ def _features(data: build.Dataset) -> Any:
     return data.features
 
 
-def backbone_states(
-    model: Any, data: build.Dataset, tokenizer: Any, run: RunConfig, accelerator: Any
-) -> torch.Tensor:
-    """First-token states of every example of ``data`` (N, H), computed once."""
+def compute_states(
+    model: Any, data: build.Dataset, first: bool, run: RunConfig, accelerator: Any, pad_id: int
+) -> StateCache:
+    """Run the frozen backbone once over ``data`` and keep its states on the device."""
     from nlptune.data.batching import collate
 
     features = _features(data)
     model.eval()
-    states = infer(
-        lambda batch: first_token_states(model, batch),
+    rows = stream(
+        lambda batch: backbone_states(model, batch, first),
         features.lengths,
-        lambda idx: collate(features, idx, tokenizer.pad_token_id or 0, values=False),
+        lambda idx: collate(features, idx, pad_id, values=False),
         batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
         device=accelerator.device,
         autocast=accelerator.autocast,
         accelerator=accelerator,
     )
-    return torch.from_numpy(states).to(accelerator.device)
+    lengths = features.lengths
+    kept: list[torch.Tensor | None] = [None] * len(features)
+    for i, row in rows:
+        kept[i] = torch.from_numpy(row if first else row[: lengths[i]])
+    device = accelerator.device
+    if first:
+        return StateCache(torch.stack([r for r in kept if r is not None]).to(device))
+    return StateCache([r.to(device) for r in kept if r is not None])
 
 
 def score_split(
