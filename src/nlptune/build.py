@@ -13,6 +13,7 @@ from nlptune.config import RunConfig
 from nlptune.data import features as feats
 from nlptune.data.features import Features
 from nlptune.registry import BACKBONES, STRATEGIES, TASKS
+from nlptune.tasks.base import Task
 
 logger = logging.getLogger("nlptune")
 
@@ -21,7 +22,7 @@ logger = logging.getLogger("nlptune")
 class Parts:
     """The registry entries of a run, instantiated from its config."""
 
-    task: Any
+    task: Task
     backbone: Any
     strategy: Any
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, L) logits (-inf entries get probability 0)."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def single_label(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> dict[str, float]:
     """Accuracy, macro-F1, MCC, and for two classes the F1 of class 1 (GLUE's MRPC F1)."""
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef

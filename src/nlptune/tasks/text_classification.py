@@ -352,8 +352,7 @@ class TextClassification:
                 }
                 for p in probs
             ]
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        probs = metrics.softmax(logits)
         best = probs.argmax(axis=1)
         return [
             {"label": self.labels[j], "score": float(p[j])}

@@ -268,8 +268,7 @@ class WordSense:
         features: Features,
     ) -> list[dict[str, Any]]:
         logits = self._restrict(collect(rows, len(features)), examples)
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        probs = metrics.softmax(logits)
         return [{"label": self.labels[int(p.argmax())], "score": float(p.max())} for p in probs]
 
     # -- prediction input -----------------------------------------------------------------------
