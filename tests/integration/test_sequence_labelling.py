@@ -118,3 +118,31 @@ def test_crf_head_trains_saves_and_predicts_valid_tags(tiny_bert: Path, tmp_path
             assert not (b.startswith("I-") and a[2:] != b[2:]), tags
     evaluated = predictor.evaluate(str(FIXTURES / "ner_dev.conll"))
     assert evaluated["f1"] == pytest.approx(result.metrics["dev"]["f1"], abs=1e-6)
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_mean_subword_pooling(tiny_bert: Path, tmp_path: Path, crf: bool) -> None:
+    import torch
+
+    from nlptune.tasks.crf import MeanPoolTagger
+
+    out = tmp_path / "mean"
+    result = nlptune.train(_ner(tiny_bert, out, subword_pooling="mean", crf=crf))
+    assert result.metrics["dev"]["f1"] > 0.5
+    predictor = nlptune.Predictor.from_dir(out)
+    inner = predictor.model.inner if crf else predictor.model
+    assert isinstance(inner, MeanPoolTagger)
+    # a word's scores are the mean of its subwords' scores
+    word_ids = torch.tensor([[0, 1, 1, 2, 0]])
+    logits = torch.arange(15, dtype=torch.float32).reshape(1, 5, 3)
+
+    class Fixed(torch.nn.Module):
+        config = inner.config
+        base_model_prefix = "x"
+
+        def forward(self, **_: object) -> dict:
+            return {"logits": logits}
+
+    pooled = MeanPoolTagger(Fixed())(word_ids=word_ids)["logits"][0]
+    torch.testing.assert_close(pooled[1], (logits[0, 1] + logits[0, 2]) / 2)
+    torch.testing.assert_close(pooled[3], logits[0, 3])

@@ -118,6 +118,51 @@ class CRF(nn.Module):
         return out
 
 
+class MeanPoolTagger(nn.Module):
+    """A token-classification model whose word scores are the mean over the word's subwords.
+
+    The classifier is linear, so the mean of subword logits equals the classifier applied to the
+    mean of the subword states. ``word_ids`` (B, T) numbers each token's word from 1 (0: special
+    or padding). Each token's logits become its word's mean; labels sit on first subwords.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        self.base_model_prefix = f"inner.{getattr(inner, 'base_model_prefix', '')}"
+
+    @property
+    def base_model(self) -> Any:
+        return self.inner.base_model
+
+    def forward(
+        self, word_ids: torch.Tensor, labels: torch.Tensor | None = None, **inputs: Any
+    ) -> dict[str, torch.Tensor]:
+        logits = self.inner(**inputs)["logits"].float()  # (B, T, L)
+        b, t, n = logits.shape
+        width = int(word_ids.max()) + 1
+        sums = logits.new_zeros(b, width, n).scatter_add_(
+            1, word_ids[:, :, None].expand(-1, -1, n), logits
+        )  # (B, W+1, L)
+        counts = (
+            logits.new_zeros(b, width)
+            .scatter_add_(1, word_ids, torch.ones_like(word_ids, dtype=logits.dtype))
+            .clamp(min=1.0)
+        )
+        means = sums / counts[:, :, None]
+        pooled = torch.gather(means, 1, word_ids[:, :, None].expand(-1, -1, n))  # (B, T, L)
+        out = {"logits": pooled}
+        if labels is not None:
+            out["loss"] = nn.functional.cross_entropy(
+                pooled.reshape(-1, n), labels.reshape(-1), ignore_index=-100
+            )
+        return out
+
+    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> None:
+        self.inner.save_pretrained(folder, **kwargs)
+
+
 class CrfTagger(nn.Module):
     """A transformers token-classification model whose first-subword logits feed a CRF.
 
@@ -169,10 +214,12 @@ class CrfTagger(nn.Module):
         (Path(folder) / "crf.json").write_text(json.dumps({"labels": self.crf.labels}))
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path) -> CrfTagger:
+    def from_pretrained(cls, folder: str | Path, mean: bool = False) -> CrfTagger:
         from transformers import AutoModelForTokenClassification
 
-        inner = AutoModelForTokenClassification.from_pretrained(folder)
+        inner: Any = AutoModelForTokenClassification.from_pretrained(folder)
+        if mean:
+            inner = MeanPoolTagger(inner)
         labels = json.loads((Path(folder) / "crf.json").read_text())["labels"]
         model = cls(inner, labels)
         model.crf.load_state_dict(load_file(str(Path(folder) / "crf.safetensors")))

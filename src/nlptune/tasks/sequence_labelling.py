@@ -36,6 +36,9 @@ class SequenceLabellingConfig(TaskConfig):
         None, description="tag names in a fixed order (default: sorted tags seen in training)"
     )
     crf: bool = Field(False, description="tagging: a CRF head (transitions, Viterbi) on softmax")
+    subword_pooling: Literal["first", "mean"] = Field(
+        "first", description="tagging: a word's scores from its first subword or their mean"
+    )
 
 
 @TASKS.register("sequence_labelling")
@@ -121,6 +124,7 @@ class SequenceLabelling:
             "labels": self.labels,
             "scheme": self.config.scheme,
             "crf": self.config.crf,
+            "pooling": self.config.subword_pooling,
             "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"}),
         }
 
@@ -159,6 +163,8 @@ class SequenceLabelling:
             del seqs["labels"]
         if self.config.crf:
             seqs["word_mask"] = [(w >= 0).astype(np.int64) for w in meta["word"]]
+        if self.config.subword_pooling == "mean":  # 1-based word of every subword, 0 = none
+            seqs["word_ids"] = [_spread(w) for w in meta["word"]]
         return Features(seqs, {}, meta)
 
     # -- model ----------------------------------------------------------------------------------
@@ -171,24 +177,27 @@ class SequenceLabelling:
         }
 
     def wrap_model(self, model: Any, new: set[str]) -> tuple[Any, set[str]]:
-        """With ``task.crf``, put a CRF on the token-classification model."""
+        """Mean subword pooling and/or a CRF on the token-classification model."""
+        from nlptune.tasks.crf import CrfTagger, MeanPoolTagger
+
+        if self.config.subword_pooling == "mean":
+            model, new = MeanPoolTagger(model), {f"inner.{n}" for n in new}
         if not self.config.crf:
             return model, new
-        from nlptune.tasks.crf import CrfTagger
-
         tagger = CrfTagger(model, self.labels)
-        return tagger, {f"inner.{n}" for n in new} | {
-            n for n, _ in tagger.crf.named_parameters(prefix="crf")
-        }
+        crf = {n for n, _ in tagger.crf.named_parameters(prefix="crf")}
+        return tagger, {f"inner.{n}" for n in new} | crf
 
     def load_trained(self, folder: Path) -> Any:
         from transformers import AutoModelForTokenClassification
 
-        if self.config.crf:
-            from nlptune.tasks.crf import CrfTagger
+        from nlptune.tasks.crf import CrfTagger, MeanPoolTagger
 
-            return CrfTagger.from_pretrained(folder)
-        return AutoModelForTokenClassification.from_pretrained(folder)
+        mean = self.config.subword_pooling == "mean"
+        if self.config.crf:
+            return CrfTagger.from_pretrained(folder, mean=mean)
+        model = AutoModelForTokenClassification.from_pretrained(folder)
+        return MeanPoolTagger(model) if mean else model
 
     @staticmethod
     def outputs(model_output: Any) -> Any:
@@ -281,6 +290,18 @@ class SequenceLabelling:
         if isinstance(item, dict) and isinstance(item.get("text"), str):
             return TokenExample(tuple(item["text"].split()), None, where)
         raise DataError(f"{where}: expected a sentence, a list of words, or {{words}} / {{text}}")
+
+
+def _spread(first: np.ndarray) -> np.ndarray:
+    """From first-subword word indices (-1 elsewhere) to the 1-based word of every subword."""
+    out = np.zeros(len(first), dtype=np.int64)
+    current = 0
+    for t, w in enumerate(first):
+        if w >= 0:
+            current = int(w) + 1
+        out[t] = current
+    out[0] = out[-1] = 0  # [CLS], [SEP]
+    return out
 
 
 def _word_pieces(tokenizer: Any, words: Sequence[str]) -> list[list[int]]:
