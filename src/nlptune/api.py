@@ -45,11 +45,18 @@ def validate(
     splits = build.read_splits(run, p.task)
     return {
         "task": run.task.type,
-        **p.task.state(),
+        **{k: _short(v) for k, v in p.task.state().items()},
         "examples": {name: len(d.examples) for name, d in splits.items()},
         "strategy": run.strategy.type,
         "backbone": run.backbone.path,
     }
+
+
+def _short(value: Any) -> Any:
+    """Long label lists and maps are summarised as their size in the validate summary."""
+    if isinstance(value, (list, dict)) and len(value) > 30:
+        return f"<{len(value)} entries>"
+    return value
 
 
 def train(
