@@ -7,11 +7,14 @@ its label.
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 from nlptune.errors import DataError
+
+logger = logging.getLogger("nlptune")
 
 P_LEXCATS = {"P", "PP", "INF.P", "POSS", "PRON.POSS"}
 
@@ -96,7 +99,11 @@ def read_semeval(path: str) -> list[SenseExample]:
     for lexelt in lexelts:
         lemma = lexelt.get("item", "").lower()
         for inst in lexelt.iter("instance"):
-            out.append(_semeval_instance(path, inst, lemma))
+            example = _semeval_instance(path, inst, lemma)
+            if example.target:
+                out.append(example)
+            else:  # the released training data has a few empty <head></head> elements
+                logger.warning("%s: empty <head>, instance skipped", example.where)
     return out
 
 
