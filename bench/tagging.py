@@ -34,8 +34,10 @@ RUNS = {
     "conll_last2": ("configs/sequence_labelling/minilm_last2.yaml", ["f1"]),
     "wnut17": ("configs/sequence_labelling/minilm_wnut17.yaml", ["f1"]),
     "ud_pos": ("configs/sequence_labelling/minilm_pos.yaml", ["accuracy"]),
-    "streusle": ("configs/word_sense/minilm_full.yaml",
-                 ["accuracy", "role_accuracy", "function_accuracy"]),
+    "streusle": (
+        "configs/word_sense/minilm_full.yaml",
+        ["accuracy", "role_accuracy", "function_accuracy"],
+    ),
     "semeval": ("configs/word_sense/minilm_semeval.yaml", ["accuracy", "macro_f1"]),
 }
 
@@ -50,10 +52,15 @@ def run(name: str, epochs: float | None, work: Path) -> dict[str, Any]:
     result = nlptune.train(REPO / config, overrides, overwrite=True)
     m = result.metrics
     epochs_done = max(m["epochs_done"], 1)
-    return {"config": config, **{k: m["dev"][k] for k in keys}, "dev": m["dev"],
-            "epochs": epochs_done, "train_seconds": m["train_seconds"],
-            "seconds_per_epoch": round(m["train_seconds"] / epochs_done, 1),
-            "examples_per_s": m["train_examples_per_s"]}
+    return {
+        "config": config,
+        **{k: m["dev"][k] for k in keys},
+        "dev": m["dev"],
+        "epochs": epochs_done,
+        "train_seconds": m["train_seconds"],
+        "seconds_per_epoch": round(m["train_seconds"] / epochs_done, 1),
+        "examples_per_s": m["train_examples_per_s"],
+    }
 
 
 def main() -> None:
@@ -67,8 +74,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nlptune-tagging-") as tmp:
         for name in args.runs.split(","):
             results[name] = run(name, args.epochs, Path(tmp))
-            shown = {k: round(v, 4) for k, v in results[name].items()
-                     if k in ("f1", "accuracy", "role_accuracy", "function_accuracy", "macro_f1")}
+            shown = {
+                k: round(v, 4)
+                for k, v in results[name].items()
+                if k in ("f1", "accuracy", "role_accuracy", "function_accuracy", "macro_f1")
+            }
             print(f"[{name}] {shown} {results[name]['seconds_per_epoch']} s/epoch", flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2))

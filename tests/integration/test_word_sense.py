@@ -81,3 +81,19 @@ def test_hold_out_by_lemma_keeps_every_dev_sense_in_train() -> None:
     assert {e.lemma for e in dev} == {"with", "in"}
     assert {e.label for e in dev} <= {e.label for e in train}
     assert hold_out(examples, 0.1, seed=3) == (train, dev)  # seeded
+
+
+def test_semeval_instance_with_empty_head_is_skipped_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "x.xml"
+    path.write_text(
+        '<lexelt item="at"><instance id="a1"><answer instance="a1" senseid="1"/>'
+        "<context>we met <head>at</head> noon</context></instance>"
+        '<instance id="a2"><answer instance="a2" senseid="1"/>'
+        "<context>we met at noon <head></head></context></instance></lexelt>"
+    )
+    with caplog.at_level("WARNING", logger="nlptune"):
+        examples = read_semeval(str(path))
+    assert [e.words for e in examples] == [("we", "met", "at", "noon")]
+    assert "instance a2: empty <head>, instance skipped" in caplog.text
