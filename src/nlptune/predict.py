@@ -12,9 +12,8 @@ import torch
 
 from nlptune import artefact, build
 from nlptune.config import RunConfig, validate
-from nlptune.data.batching import collate
 from nlptune.errors import DataError
-from nlptune.training.evaluate import stream
+from nlptune.training.evaluate import stream_features
 from nlptune.training.runtime import autocast_for
 
 
@@ -50,27 +49,27 @@ class Predictor:
         p = build.parts(config)
         p.task.load_state(labels)
         import transformers
-
-        model_class = getattr(transformers, p.task.model_auto_class)
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        if hasattr(p.task, "load_trained"):
-            model = p.task.load_trained(folder / "model")
-        else:
-            model = model_class.from_pretrained(folder / "model")
-        hf_logging.enable_progress_bar()
+        try:
+            if hasattr(p.task, "load_trained"):  # a head of our own (CRF, sense head)
+                model = p.task.load_trained(folder / "model")
+            else:
+                model_class = getattr(transformers, p.task.model_auto_class)
+                model = model_class.from_pretrained(folder / "model")
+        finally:
+            hf_logging.enable_progress_bar()
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "model")
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(dev).eval()
         return cls(config, p.task, model, tokenizer, dev, batch_size)
 
     def _stream(self, features: Any) -> Iterator[tuple[int, np.ndarray]]:
-        pad = self.tokenizer.pad_token_id or 0
-        return stream(
+        return stream_features(
             lambda batch: self.task.outputs(self.model(**batch)),
-            features.lengths,
-            lambda idx: collate(features, idx, pad, values=False),
+            features,
+            self.tokenizer.pad_token_id or 0,
             batch_size=self.batch_size,
             device=self.device,
             autocast=self.autocast,

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlptune.data.batching import eval_batches
+from nlptune.data.batching import collate, eval_batches
+from nlptune.data.features import Features
 
 
 class FixedBatches:
@@ -78,6 +79,21 @@ def stream(
         raise RuntimeError(f"evaluation scored {int(seen.sum())} of {n} items")
 
 
+def stream_features(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    features: Features,
+    pad_id: int,
+    **kwargs: Any,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`stream` over tokenized ``features``, padded by :func:`collate` without labels."""
+    return stream(
+        forward,
+        features.lengths,
+        lambda idx: collate(features, idx, pad_id, values=False),
+        **kwargs,
+    )
+
+
 def collect(rows: Iterable[tuple[int, np.ndarray]], n: int) -> np.ndarray:
     """Stack streamed rows into an (N, ...) float32 array in index order."""
     out: np.ndarray | None = None
@@ -87,13 +103,3 @@ def collect(rows: Iterable[tuple[int, np.ndarray]], n: int) -> np.ndarray:
         out[i] = row
     assert out is not None
     return out
-
-
-def infer(
-    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
-    lengths: np.ndarray,
-    make_batch: Callable[[list[int]], dict[str, torch.Tensor]],
-    **kwargs: Any,
-) -> np.ndarray:
-    """:func:`stream` collected into an (N, ...) array in index order."""
-    return collect(stream(forward, lengths, make_batch, **kwargs), len(lengths))

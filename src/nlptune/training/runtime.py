@@ -13,7 +13,7 @@ import torch
 from nlptune import build
 from nlptune.config import RunConfig
 from nlptune.training.cached_backbone import StateCache, backbone_states, supports_cache
-from nlptune.training.evaluate import stream
+from nlptune.training.evaluate import stream_features
 from nlptune.training.loop import Job, LoopState, fit
 
 logger = logging.getLogger("nlptune")
@@ -153,14 +153,12 @@ def compute_states(
     model: Any, data: build.Dataset, first: bool, run: RunConfig, accelerator: Any, pad_id: int
 ) -> StateCache:
     """Run the frozen backbone once over ``data`` and keep its states on the device."""
-    from nlptune.data.batching import collate
-
     features = _features(data)
     model.eval()
-    rows = stream(
+    rows = stream_features(
         lambda batch: backbone_states(model, batch, first),
-        features.lengths,
-        lambda idx: collate(features, idx, pad_id, values=False),
+        features,
+        pad_id,
         batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
         device=accelerator.device,
         autocast=accelerator.autocast,
@@ -180,14 +178,12 @@ def score_split(
     run: RunConfig, task: Any, model: Any, data: build.Dataset, accelerator: Any, pad_id: int
 ) -> dict[str, float]:
     """Metrics of the (best) model on ``data``, computed with the full model."""
-    from nlptune.data.batching import collate
-
     features = _features(data)
     model.eval()
-    rows = stream(
+    rows = stream_features(
         lambda batch: task.outputs(model(**batch)),
-        features.lengths,
-        lambda idx: collate(features, idx, pad_id, values=False),
+        features,
+        pad_id,
         batch_size=run.trainer.eval_batch_size or 2 * run.trainer.batch_size,
         device=accelerator.device,
         autocast=accelerator.autocast,
