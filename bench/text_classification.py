@@ -207,9 +207,14 @@ def run_trainer(spec: dict[str, Any], tuned: bool) -> dict[str, Any]:
         "train_seconds": round(seconds, 2),
         "train_examples_per_s": round(seen / seconds, 2),
         "steps": output.global_step,
-        "precision": "bf16" if tuned else "fp32",
+        "precision": "bf16" if tuned and _bf16_here() else "fp32",
         "dev": _score_trainer(trainer, dev),
     }
+
+
+def _bf16_here() -> bool:
+    """bf16 where the CPU or GPU has it (nlptune's precision=auto rule), so c is tuned here too."""
+    return _nlptune_precision("auto") == "bf16"
 
 
 def _tokenized(path: Path, tokenizer: Any, dynamic: bool) -> list[dict[str, Any]]:
@@ -263,7 +268,7 @@ def _make_trainer(model: Any, tokenizer: Any, train: Any, spec: dict[str, Any], 
         report_to="none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
-        bf16=tuned,
+        bf16=tuned and _bf16_here(),  # emulated bf16 on a CPU without it is far slower
     )
     collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
     return Trainer(

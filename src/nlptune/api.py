@@ -40,8 +40,7 @@ def validate(
     """Check config, data and model files without loading weights. Returns a short summary."""
     run = _as_config(config, overrides)
     p = build.parts(run)
-    p.backbone.check_config(run, "backbone")
-    build.check_model_fits(run, p.strategy)
+    build.check(p)
     splits = build.read_splits(run, p.task)
     return {
         "task": run.task.type,
@@ -80,7 +79,7 @@ def train(
     folder = Path(run.output_dir)
     _check_output_dir(folder, resume, overwrite)
     p = build.parts(run)
-    build.check_model_fits(run, p.strategy)
+    build.check(p)
     splits = build.read_splits(run, p.task)  # data errors surface before weights load
 
     from nlptune.training import runtime
@@ -92,17 +91,17 @@ def train(
         artefact.start_run(folder, run.to_yaml())
     accelerator.wait_for_everyone()
     started = time.perf_counter()
-    tokenizer = p.backbone.load_tokenizer(run.backbone.path)
+    text = p.backbone.text_encoder()
     with accelerator.main_process_first():
         for name, data in splits.items():
-            data.features, hit = build.featurize(run, p.task, tokenizer, data)
+            data.features, hit = build.featurize(run, p.task, text, data)
             logger.info(
                 "%s: %d examples (%s)",
                 name,
                 len(data.examples),
                 "feature cache hit" if hit else "tokenized and cached",
             )
-    state, model = runtime.train_model(run, p, splits, tokenizer, accelerator, callbacks, resume)
+    state, model = build.train_model(run, p, splits, text, accelerator, callbacks, resume)
     metrics: dict[str, Any] = {
         "best_step": state.best_step,
         "steps": state.step,
@@ -114,15 +113,15 @@ def train(
     }
     for split in ("dev", "test"):
         if split in splits:
-            metrics[split] = runtime.score_split(
-                run, p.task, model, splits[split], accelerator, tokenizer.pad_token_id or 0
+            metrics[split] = build.score_split(
+                run, p.task, model, splits[split], accelerator, text.pad_id
             )
             if split == "dev":
                 p.task.tune(metrics["dev"])  # e.g. the SQuAD v2 no-answer threshold
     if accelerator.is_main_process:
         labels = p.task.state()
         meta = artefact.run_meta(run.seed, {s: d.path for s, d in splits.items()})
-        artefact.finish_run(folder, model, tokenizer, labels, metrics, meta)
+        artefact.finish_run(folder, build.save_model(p, model, text), labels, metrics, meta)
         if not run.trainer.keep_checkpoints:
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         _summary(run, p.task, metrics, folder)

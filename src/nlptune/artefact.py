@@ -20,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +49,17 @@ def write_json(path: Path, value: Any) -> None:
 
 def finish_run(
     folder: Path,
-    model: Any,
-    tokenizer: Any,
+    write_model: Callable[[Path], None],
     labels: dict[str, Any],
     metrics: dict[str, Any],
     meta: dict[str, Any],
 ) -> None:
-    """Write model, labels and metrics through a staging folder, then ``meta.json`` last."""
+    """Write model (``write_model(folder)``), labels and metrics through a staging folder, then
+    ``meta.json`` last."""
     staging = folder / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging / "model", safe_serialization=True)
-    tokenizer.save_pretrained(staging / "model")
+    (staging / "model").mkdir(parents=True)
+    write_model(staging / "model")
     write_json(staging / "labels.json", labels)
     write_json(staging / "metrics.json", metrics)
     for item in staging.iterdir():

@@ -1,17 +1,27 @@
-"""The one place that turns a run config into task, backbone, strategy, data and model.
+"""The one place that turns a run config into parts and wires them, for training, evaluation and
+the Predictor alike.
 
-Everything below this module takes flat, typed arguments; only this module reads ``RunConfig``.
+Only this module reads :class:`~nlptune.config.RunConfig`: task, backbone and strategy are built
+from flat keyword arguments (their own config keys, plus the data keys a task names in
+``DATA_ARGS``), the model is an encoder from the backbone with the heads the task asks for, and
+a trained run loads through :func:`load_trained` and nothing else.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from nlptune.config import RunConfig
+from nlptune import artefact
+from nlptune.config import RunConfig, validate
 from nlptune.data import features as feats
 from nlptune.data.features import Features
+from nlptune.data.split import hold_out
+from nlptune.heads.model import TaskModel
 from nlptune.registry import BACKBONES, STRATEGIES, TASKS
 from nlptune.tasks.base import Task
 
@@ -27,12 +37,29 @@ class Parts:
     strategy: Any
 
 
+def _fields(section: Any) -> dict[str, Any]:
+    return {k: v for k, v in section.model_dump().items() if k != "type"}
+
+
 def parts(config: RunConfig) -> Parts:
-    return Parts(
-        task=TASKS.get(config.task.type)(config.task, config.data),
-        backbone=BACKBONES.get(config.backbone.type),
-        strategy=STRATEGIES.get(config.strategy.type)(config.strategy),
+    task_cls = TASKS.get(config.task.type)
+    data = config.data.model_dump()
+    task = task_cls(
+        max_length=config.backbone.max_length,
+        **_fields(config.task),
+        **{arg: data[key] for key, arg in task_cls.DATA_ARGS.items()},
     )
+    return Parts(
+        task=task,
+        backbone=BACKBONES.get(config.backbone.type)(**_fields(config.backbone)),
+        strategy=STRATEGIES.get(config.strategy.type)(**_fields(config.strategy)),
+    )
+
+
+def check(p: Parts) -> None:
+    """Cheap checks of the backbone (no weights) against task and strategy."""
+    p.backbone.check()
+    p.strategy.check(p.backbone.num_layers())
 
 
 @dataclass
@@ -44,8 +71,13 @@ class Dataset:
     features: Features | None = None
     part: str = ""  # which part of ``path`` (a held-out split), for the feature cache key
 
+    @property
+    def feats(self) -> Features:
+        assert self.features is not None, "featurize the split first"
+        return self.features
 
-def read_splits(config: RunConfig, task: Any) -> dict[str, Dataset]:
+
+def read_splits(config: RunConfig, task: Task) -> dict[str, Dataset]:
     """Read train/dev/test, fix the label set from train and check dev/test labels against it.
 
     Raises DataError (file, line, what to change) before any weights load.
@@ -66,86 +98,180 @@ def read_splits(config: RunConfig, task: Any) -> dict[str, Dataset]:
     return out
 
 
-def hold_out(examples: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    """Split off ``fraction`` of the examples of every lemma (or of all, without lemmas) as dev,
-    taking only examples whose label occurs at least twice in their group, so that every dev
-    label is also in train."""
-    import random
-    from collections import Counter, defaultdict
-
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, e in enumerate(examples):
-        groups[str(getattr(e, "lemma", ""))].append(i)
-    rng = random.Random(seed)
-    held: set[int] = set()
-    for members in groups.values():
-        counts = Counter(str(getattr(examples[i], "label", "")) for i in members)
-        candidates = [i for i in members if counts[str(getattr(examples[i], "label", ""))] > 1]
-        rng.shuffle(candidates)
-        picked: list[int] = []
-        left = dict(counts)
-        for i in candidates:
-            if len(picked) >= round(fraction * len(members)):
-                break
-            label = str(getattr(examples[i], "label", ""))
-            if left[label] > 1:  # keep one of every label in train
-                picked.append(i)
-                left[label] -= 1
-        held.update(picked)
-    train = [e for i, e in enumerate(examples) if i not in held]
-    return train, [e for i, e in enumerate(examples) if i in held]
-
-
-def check_model_fits(config: RunConfig, strategy: Any) -> None:
-    """Cheap checks on the backbone's config.json (no weights) against strategy and task."""
-    from transformers import AutoConfig
-
-    from nlptune.backbones.hf_encoder import resolve_model_path
-    from nlptune.errors import ModelError
-
-    try:
-        model_config = AutoConfig.from_pretrained(resolve_model_path(config.backbone.path))
-    except (OSError, ValueError) as err:
-        raise ModelError(
-            f"backbone.path {config.backbone.path}: not a model folder: {err}"
-        ) from None
-    if hasattr(strategy, "check_model"):
-        strategy.check_model(model_config)
-    if getattr(model_config, "is_encoder_decoder", False):
-        raise ModelError(
-            f"backbone.path {config.backbone.path} is an encoder-decoder "
-            f"({model_config.model_type}); task {config.task.type} needs an encoder such as BERT"
-        )
-
-
-def featurize(config: RunConfig, task: Any, tokenizer: Any, data: Dataset) -> tuple[Features, bool]:
-    """Tokenized features of ``data``, from the on-disk cache when the same data, tokenizer and
-    task settings were seen before. Returns ``(features, cache_hit)``."""
+def featurize(config: RunConfig, task: Task, text: Any, data: Dataset) -> tuple[Features, bool]:
+    """Features of ``data``, from the on-disk cache when the same data, text encoder and task
+    settings were seen before. Returns ``(features, cache_hit)``."""
     key = [
-        feats.file_digest(data.path) if _is_local(data.path) else data.path,
+        feats.file_digest(data.path) if Path(data.path).exists() else data.path,
         data.part,
-        feats.tokenizer_fingerprint(tokenizer),
+        text.fingerprint(),
         config.backbone.max_length,
         task.cache_key(),
     ]
     return feats.cached(
         feats.cache_dir(config.data.cache_dir),
         key,
-        lambda: task.featurize(data.examples, tokenizer, config.backbone.max_length),
+        lambda: task.featurize(data.examples, text),
     )
 
 
-def _is_local(path: str) -> bool:
-    from pathlib import Path
+def make_model(task: Task, backbone: Any, encoder: Any, pretrained: bool) -> TaskModel:
+    """The encoder with the task's heads; ``pretrained`` starts heads from what the checkpoint
+    has for them (BERT's pooler)."""
+    heads, weights = {}, {}
+    for name, spec in task.heads().items():
+        kind = getattr(spec.cls, "kind", "")
+        options = backbone.head_options(kind, encoder)
+        accepted = inspect.signature(spec.cls).parameters
+        options = {k: v for k, v in options.items() if k in accepted and k not in spec.args}
+        head = spec.cls(hidden_size=encoder.hidden_size, **options, **spec.args)
+        if pretrained:
+            init = backbone.head_init(kind, encoder)
+            if init:
+                head.load_state_dict(init, strict=False)
+        heads[name], weights[name] = head, spec.weight
+    return TaskModel(encoder, heads, weights)
 
-    return Path(path).exists()
+
+def new_model(p: Parts) -> tuple[TaskModel, set[str]]:
+    """The pre-trained encoder with fresh heads; the names of newly initialised parameters."""
+    encoder, new = p.backbone.load()
+    return make_model(p.task, p.backbone, encoder, True), {f"encoder.{n}" for n in new}
 
 
-def load_model(config: RunConfig, task: Any, backbone: Any) -> tuple[Any, set[str]]:
-    import transformers
+def save_model(p: Parts, model: TaskModel, text: Any) -> Callable[[Path], None]:
+    """A writer of the trained model's ``model/`` folder (for :func:`artefact.finish_run`)."""
+    return lambda folder: p.backbone.save(model, text, folder, p.task.export())
 
-    model_class = getattr(transformers, task.model_auto_class)
-    model, new = backbone.load_model(config.backbone.path, model_class, **task.model_kwargs())
-    if hasattr(task, "wrap_model"):  # a head of our own on top (e.g. a CRF)
-        model, new = task.wrap_model(model, new)
-    return model, new
+
+@dataclass
+class Trained:
+    """A finished run, loaded: its config, task (with its fitted state), model and text encoder."""
+
+    config: RunConfig
+    task: Task
+    model: TaskModel
+    text: Any
+
+
+def load_trained(folder: Path) -> Trained:
+    """The one load path for a finished run (evaluate, predict, the Python API)."""
+    raw, labels = artefact.read_run(folder)
+    config = validate({**raw, "output_dir": str(folder)}, str(folder / "config.yaml"))
+    p = parts(config)
+    p.task.load_state(labels)
+    model, text = p.backbone.load_trained(
+        folder / "model",
+        p.task.export(),
+        lambda encoder: make_model(p.task, p.backbone, encoder, False),
+    )
+    return Trained(config, p.task, model, text)
+
+
+def train_model(
+    run: RunConfig,
+    p: Parts,
+    splits: dict[str, Dataset],
+    text: Any,
+    accelerator: Any,
+    callbacks: Sequence[Callable[[Any], None]],
+    resume: bool,
+) -> tuple[Any, TaskModel]:
+    """Load the model, apply the strategy, cache frozen outputs, run the loop."""
+    import torch
+
+    from nlptune.training.loop import Job, fit
+
+    torch.manual_seed(run.seed)  # the heads' initial weights
+    model, new = new_model(p)
+    model, plan = p.strategy.apply(model, new)
+    sizes = {n: x.numel() for n, x in model.named_parameters()}
+    n_train, n_all = sum(sizes[n] for n in plan.trainable), sum(sizes.values())
+    logger.info(
+        "strategy %s: %s of %s parameters train (%.2f%%)",
+        run.strategy.type,
+        f"{n_train:,}",
+        f"{n_all:,}",
+        100 * n_train / n_all,
+    )
+    model.to(accelerator.device)
+    trained, cache = model, None
+    if plan.cache_backbone:
+        if p.task.cache_mode:
+            cache = frozen_cache(run, p.task, model, splits, text, accelerator)
+            trained = model.with_encoder(cache)
+            logger.info("frozen backbone: outputs computed once and reused every epoch")
+        else:
+            logger.info(
+                "frozen backbone: this task's head reads every token of long windows, so the "
+                "backbone runs each step (no cached outputs)"
+            )
+    torch.manual_seed(run.seed)  # dropout stream
+    dev = splits.get("dev")
+    job = Job(
+        accelerator=accelerator,
+        model=trained,
+        plan=plan,
+        update_plan=p.strategy.update,
+        train=splits["train"].feats,
+        dev=dev.feats if dev else None,
+        evaluate=(lambda rows: p.task.evaluate(rows, dev.examples, dev.feats)) if dev else None,
+        predict_step=p.task.predict_step,
+        main_metric=p.task.main_metric,
+        greater_is_better=p.task.greater_is_better,
+        pad_id=text.pad_id,
+        folder=Path(run.output_dir),
+        trainer=run.trainer,
+        seed=run.seed,
+        cache=cache,
+        callbacks=callbacks,
+        resume=resume,
+        eval_by_length=p.task.eval_by_length,
+    )
+    return fit(job), model
+
+
+def frozen_cache(
+    run: RunConfig, task: Task, model: TaskModel, splits: dict[str, Dataset], text: Any, acc: Any
+) -> Any:
+    """A CachedEncoder holding what the heads read of the frozen encoder, for train and dev."""
+    from nlptune.training.frozen_cache import CachedEncoder, compute_states
+    from nlptune.training.loop import eval_batch_size
+
+    caches: dict[str, Any] = {
+        split: compute_states(
+            model.encoder,
+            splits[split].feats,
+            task.cache_mode == "first",
+            text.pad_id,
+            batch_size=eval_batch_size(run.trainer),
+            device=acc.device,
+            autocast=acc.autocast,
+            accelerator=acc,
+        )
+        for split in ("train", "dev")
+        if split in splits
+    }
+    return CachedEncoder(caches, model.hidden_size)
+
+
+def score_split(
+    run: RunConfig, task: Task, model: TaskModel, data: Dataset, accelerator: Any, pad_id: int
+) -> dict[str, float]:
+    """Metrics of the (best) model on ``data``, computed with the full model."""
+    from nlptune.training.evaluate import stream_features
+    from nlptune.training.loop import eval_batch_size
+
+    model.eval()
+    rows = stream_features(
+        lambda batch: task.predict_step(model, batch),
+        data.feats,
+        pad_id,
+        batch_size=eval_batch_size(run.trainer),
+        device=accelerator.device,
+        autocast=accelerator.autocast,
+        accelerator=accelerator,
+        by_length=task.eval_by_length,
+    )
+    result = task.evaluate(rows, data.examples, data.feats)
+    return {k: round(v, 6) for k, v in result.items()}

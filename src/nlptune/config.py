@@ -38,6 +38,9 @@ class TaskConfig(Section):
         None, description="main metric for early stopping and the best checkpoint (task default)"
     )
 
+    def check_run(self, run: RunConfig, where: str) -> None:
+        """Refuse combinations with other sections (ConfigError naming the keys)."""
+
 
 class DataConfig(Section):
     train: str | None = Field(None, description="training data: a file, a saved dataset, or hf id")
@@ -258,9 +261,7 @@ def _check_combinations(config: RunConfig, name: str) -> None:
         raise ConfigError(f"{name}: data.train is not set; give a file, e.g. data.train=train.tsv")
     if trainer.max_steps is None and not math.isfinite(trainer.epochs):
         raise ConfigError(f"{name}: trainer.epochs must be finite")
-    task_cls = TASKS.get(config.task.type)
-    task_cls.check_config(config, name)
-    STRATEGIES.get(config.strategy.type).check_config(config, name)
+    config.task.check_run(config, name)
 
 
 def _cuda_available() -> bool:

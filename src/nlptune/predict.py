@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlptune import artefact, build
-from nlptune.config import RunConfig, validate
+from nlptune import build
+from nlptune.config import RunConfig
 from nlptune.errors import DataError
+from nlptune.tasks.base import Task
 from nlptune.training.evaluate import stream_features
+from nlptune.training.loop import eval_batch_size
 from nlptune.training.runtime import autocast_for
 
 
@@ -29,47 +31,33 @@ class Predictor:
     def __init__(
         self,
         config: RunConfig,
-        task: Any,
+        task: Task,
         model: Any,
-        tokenizer: Any,
+        text: Any,
         device: torch.device,
-        batch_size: int = 64,
+        batch_size: int | None = None,
     ) -> None:
-        self.config, self.task, self.model, self.tokenizer = config, task, model, tokenizer
-        self.device, self.batch_size = device, batch_size
+        self.config, self.task, self.model, self.text = config, task, model, text
+        self.device = device
+        self.batch_size = batch_size or eval_batch_size(config.trainer)
         self.autocast = autocast_for(config.trainer.precision, device)
 
     @classmethod
     def from_dir(
-        cls, path: str | Path, device: str | None = None, batch_size: int = 64
+        cls, path: str | Path, device: str | None = None, batch_size: int | None = None
     ) -> Predictor:
-        folder = Path(path)
-        raw, labels = artefact.read_run(folder)
-        config = validate({**raw, "output_dir": str(folder)}, str(folder / "config.yaml"))
-        p = build.parts(config)
-        p.task.load_state(labels)
-        import transformers
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        try:
-            if hasattr(p.task, "load_trained"):  # a head of our own (CRF, sense head)
-                model = p.task.load_trained(folder / "model")
-            else:
-                model_class = getattr(transformers, p.task.model_auto_class)
-                model = model_class.from_pretrained(folder / "model")
-        finally:
-            hf_logging.enable_progress_bar()
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "model")
+        """Load a finished run (the same load path as ``nlptune evaluate``/``predict``).
+        ``batch_size`` defaults to the run's evaluation batch size."""
+        trained = build.load_trained(Path(path))
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model.to(dev).eval()
-        return cls(config, p.task, model, tokenizer, dev, batch_size)
+        trained.model.to(dev).eval()
+        return cls(trained.config, trained.task, trained.model, trained.text, dev, batch_size)
 
     def _stream(self, features: Any) -> Iterator[tuple[int, np.ndarray]]:
         return stream_features(
-            lambda batch: self.task.outputs(self.model(**batch)),
+            lambda batch: self.task.predict_step(self.model, batch),
             features,
-            self.tokenizer.pad_token_id or 0,
+            self.text.pad_id,
             batch_size=self.batch_size,
             device=self.device,
             autocast=self.autocast,
@@ -77,9 +65,7 @@ class Predictor:
         )
 
     def _featurize(self, examples: Sequence[Any], labelled: bool) -> Any:
-        return self.task.featurize(
-            examples, self.tokenizer, self.config.backbone.max_length, labelled=labelled
-        )
+        return self.task.featurize(examples, self.text, labelled=labelled)
 
     def predict(self, inputs: Iterable[Any]) -> list[dict[str, Any]]:
         """Predictions for texts, ``(text, text_pair)`` tuples or dicts, in input order."""

@@ -109,7 +109,7 @@ def test_sentence_pair_regression_and_classification(tiny_bert: Path, tmp_path: 
     assert "f1" in cls.metrics["dev"]
     # a real pair: token type ids mark the second text
     predictor = nlptune.Predictor.from_dir(tmp_path / "cls")
-    feats = predictor.task.featurize(predictor.task.read(data["dev"]), predictor.tokenizer, 32)
+    feats = predictor.task.featurize(predictor.task.read(data["dev"]), predictor.text)
     assert feats.sequences["token_type_ids"][0].max() == 1
 
 

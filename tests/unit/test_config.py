@@ -71,4 +71,4 @@ def test_shipped_configs_validate(path: Path) -> None:
 
     config = load_config(path)
     assert config.output_dir.startswith("runs/")
-    build.check_model_fits(config, build.parts(config).strategy)
+    build.check(build.parts(config))

@@ -6,7 +6,7 @@ import itertools
 
 import torch
 
-from nlptune.tasks.crf import CRF, FORBIDDEN, allowed
+from nlptune.heads.crf import CRF, FORBIDDEN, allowed
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 

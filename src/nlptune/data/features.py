@@ -1,7 +1,8 @@
 """Tokenized features: columnar numpy arrays, cached on disk by content.
 
 Sequence columns (``input_ids``, ``token_type_ids``) are ragged: stored as one flat array plus
-offsets. Other columns (``labels``) hold one row per example. Cache files are ``.npz`` archives of
+offsets. Other columns (``labels``) hold one row per example. Each item's length (what batching
+groups by) is declared by the task that made the features. Cache files are ``.npz`` archives of
 plain arrays (no pickles), written atomically.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 
 @dataclass
@@ -29,13 +30,15 @@ class Features:
     sequences: dict[str, list[np.ndarray]]
     values: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        n = len(next(iter(self.sequences.values()))) if self.sequences else 0
+        if len(self.lengths) != n:
+            raise ValueError(f"Features: {len(self.lengths)} lengths for {n} items")
 
     def __len__(self) -> int:
-        return len(next(iter(self.sequences.values())))
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.sequences["input_ids"]), dtype=np.int64)
+        return len(self.lengths)
 
     def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {}
@@ -46,6 +49,7 @@ class Features:
                 arrays[f"len.{kind}.{name}"] = lengths
         for name, value in self.values.items():
             arrays[f"val.{name}"] = value
+        arrays["lengths"] = self.lengths
         atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     @classmethod
@@ -53,7 +57,10 @@ class Features:
         with np.load(path, allow_pickle=False) as z:
             groups: dict[str, dict[str, list[np.ndarray]]] = {"seq": {}, "meta": {}}
             values: dict[str, np.ndarray] = {}
+            item_lengths = z["lengths"]
             for key in z.files:
+                if key == "lengths":
+                    continue
                 kind, name = key.split(".", 1)
                 if kind in groups:
                     flat, lengths = z[key], z[f"len.{key}"]
@@ -61,7 +68,7 @@ class Features:
                     groups[kind][name] = split
                 elif kind == "val":
                     values[name] = z[key]
-        return cls(groups["seq"], values, groups["meta"])
+        return cls(groups["seq"], values, groups["meta"], item_lengths)
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -87,18 +94,6 @@ def file_digest(path: str | Path) -> str:
         with open(f, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 h.update(block)
-    return h.hexdigest()
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A digest of everything that changes how ``tokenizer`` splits text."""
-    h = hashlib.sha256()
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        h.update(backend.to_str().encode())
-    else:
-        h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
-    h.update(type(tokenizer).__name__.encode())
     return h.hexdigest()
 
 
@@ -129,3 +124,20 @@ def cached(
     features = build()
     features.save(path)
     return features, False
+
+
+def sequence_lengths(column: list[np.ndarray]) -> np.ndarray:
+    """The length of every item of a sequence column, for ``Features.lengths``."""
+    return np.fromiter((len(x) for x in column), dtype=np.int64, count=len(column))
+
+
+def collect(rows: Iterable[tuple[int, np.ndarray]], n: int) -> np.ndarray:
+    """Stack streamed ``(index, row)`` pairs into an (N, ...) float32 array in index order."""
+    out: np.ndarray | None = None
+    for i, row in rows:
+        if out is None:
+            out = np.zeros((n, *row.shape), dtype=np.float32)
+        out[i] = row
+    if out is None:
+        raise ValueError("no rows to collect")
+    return out

@@ -1,81 +1,93 @@
-"""What every strategy shares: naming the parts of a model and the resulting training plan."""
+"""What every strategy shares: the training plan, and plans made from an encoder's layer groups.
+
+A strategy decides which parameters of a :class:`~nlptune.heads.TaskModel` train and how fast.
+It reads the encoder's declared layer groups (``embeddings``, ``layer.0`` ... ``layer.N-1``,
+``top``; never parameter-name patterns), may wrap the model (adapters), and is asked at every
+step whether the plan changes (gradual unfreezing). The contract:
+
+    strategy.check(num_layers)                 before weights load
+    model, plan = strategy.apply(model, new)   ``new``: newly initialised parameter names
+    strategy.update(plan, epoch, step)         a new Plan, or None to keep the current one
+
+``update`` must be a pure function of ``(epoch, step)`` so that a resumed run gets the plan the
+uninterrupted run had at that point.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
 from pydantic import Field
+from torch import nn
 
 from nlptune.config import StrategyConfig
-
-_LAYER = re.compile(r"\.(?:layer|layers|block|blocks|h)\.(\d+)\.")
-
-
-@dataclass
-class Plan:
-    """The outcome of applying a strategy.
-
-    ``lr_scale[name]`` multiplies the backbone learning rate of a trainable backbone parameter;
-    head parameters (absent from it) use the head learning rate. ``cache_backbone`` tells the loop
-    that the backbone is frozen and its outputs may be computed once.
-    """
-
-    trainable: list[str]
-    head: set[str]
-    lr_scale: dict[str, float] = field(default_factory=dict)
-    cache_backbone: bool = False
+from nlptune.training.plan import Plan, enable
 
 
-def part_of(name: str, model: Any, new: set[str]) -> str | int:
-    """Classify a parameter: ``"head"``, ``"word_embeddings"``, ``"embeddings"`` or a layer index.
+class Strategy(Protocol):
+    Config: ClassVar[type[StrategyConfig]]
 
-    The head is everything outside the base model, its pooler, and any parameter the checkpoint
-    did not have (newly initialised weights always train).
-    """
-    prefix = getattr(model, "base_model_prefix", "")
-    if name in new or not name.startswith(prefix + ".") or ".pooler." in name:
-        return "head"
-    if "word_embeddings" in name or name.endswith("embed_tokens.weight"):
-        return "word_embeddings"
-    match = _LAYER.search(name)
-    if match:
-        return int(match.group(1))
-    return "embeddings" if "embed" in name else "top"
+    def check(self, num_layers: int) -> None:
+        """Refuse settings the backbone cannot meet (ModelError), before weights load."""
+        ...
+
+    def apply(self, model: Any, new: set[str]) -> tuple[nn.Module, Plan]: ...
+
+    def update(self, plan: Plan, epoch: int, step: int) -> Plan | None: ...
 
 
-def num_layers(model: Any) -> int:
-    config = model.config
-    for attr in ("num_hidden_layers", "n_layer", "num_layers"):
-        if isinstance(getattr(config, attr, None), int):
-            return int(getattr(config, attr))
-    return 0
+def group_of(model: Any, new: set[str]) -> dict[str, str]:
+    """Every parameter's group: ``head`` (task heads and newly initialised weights),
+    ``word_embeddings``, or the encoder's layer group (``embeddings``, ``layer.i``, ``top``)."""
+    out = {name: "head" for name in model.head_parameters()}
+    encoder = model.encoder
+    words = set(encoder.embedding_parameters())
+    for group in encoder.layer_groups():
+        for name in group.params:
+            full = f"encoder.{name}"
+            if full in new:
+                out[full] = "head"
+            else:
+                out[full] = "word_embeddings" if name in words else group.name
+    return out
 
 
-def make_plan(
+def depth(group: str, n: int) -> int:
+    """Embeddings 0, layer i at i, top at n (for layer-wise learning-rate decay)."""
+    if group.startswith("layer."):
+        return int(group.split(".", 1)[1])
+    return n if group == "top" else 0
+
+
+def layer_plan(
     model: Any,
     new: set[str],
+    trains: Callable[[str], bool],
     *,
-    trains: Any,
     layer_lr_decay: float | None = None,
     cache_backbone: bool = False,
 ) -> Plan:
-    """Set ``requires_grad`` from ``trains(part) -> bool`` and build the plan."""
-    n = num_layers(model)
-    trainable, head, scale = [], set(), {}
-    for name, param in model.named_parameters():
-        part = part_of(name, model, new)
-        param.requires_grad_(bool(trains(part)))
-        if not param.requires_grad:
+    """A plan from ``trains(group) -> bool`` over :func:`group_of`; sets ``requires_grad``."""
+    groups = group_of(model, new)
+    n = sum(g.name.startswith("layer.") for g in model.encoder.layer_groups())
+    params, head, scale = [], set(), {}
+    for name, _ in model.named_parameters():
+        group = groups.get(name, "head")
+        if not trains(group):
             continue
-        trainable.append(name)
-        if part == "head":
+        params.append(name)
+        if group == "head":
             head.add(name)
         elif layer_lr_decay is not None:
-            depth = part if isinstance(part, int) else {"top": n}.get(part, 0)
-            scale[name] = layer_lr_decay ** (n - depth)
-    return Plan(trainable, head, scale, cache_backbone)
+            scale[name] = layer_lr_decay ** (n - depth(group, n))
+    plan = Plan(params, set(params), head, scale, cache_backbone)
+    enable(model, plan)
+    return plan
+
+
+def layer_index(group: str) -> int | None:
+    return int(group.split(".", 1)[1]) if group.startswith("layer.") else None
 
 
 class DecayConfig(StrategyConfig):

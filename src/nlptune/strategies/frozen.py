@@ -1,7 +1,7 @@
 """``frozen``: only the head trains ("feature extraction").
 
-The backbone's outputs do not change, so the loop computes them once (first token of the last
-hidden state) and later epochs run only the head.
+The encoder's outputs do not change, so the loop may compute what the head reads once (the first
+token's state, or every token's) and later epochs run only the head.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
+from torch import nn
 
 from nlptune.config import StrategyConfig
 from nlptune.registry import STRATEGIES
-from nlptune.strategies.base import Plan, make_plan
+from nlptune.strategies.base import layer_plan
+from nlptune.training.plan import Plan
 
 
 class FrozenConfig(StrategyConfig):
@@ -22,18 +24,19 @@ class FrozenConfig(StrategyConfig):
 
 @STRATEGIES.register("frozen")
 class Frozen:
-    """Train the head (classifier and pooler) on a fixed backbone."""
+    """Train the task head on a fixed backbone."""
 
     Config = FrozenConfig
 
-    def __init__(self, config: FrozenConfig) -> None:
-        self.config = config
+    def __init__(self, freeze_embeddings: bool = True, cache: bool = True) -> None:
+        self.cache = cache
 
-    @staticmethod
-    def check_config(run: Any, name: str) -> None:
+    def check(self, num_layers: int) -> None:
         return None
 
-    def apply(self, model: Any, new: set[str]) -> Plan:
-        return make_plan(
-            model, new, trains=lambda part: part == "head", cache_backbone=self.config.cache
-        )
+    def apply(self, model: Any, new: set[str]) -> tuple[nn.Module, Plan]:
+        plan = layer_plan(model, new, lambda group: group == "head", cache_backbone=self.cache)
+        return model, plan
+
+    def update(self, plan: Plan, epoch: int, step: int) -> Plan | None:
+        return None

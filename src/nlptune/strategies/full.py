@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
+from torch import nn
 
 from nlptune.registry import STRATEGIES
-from nlptune.strategies.base import DecayConfig, Plan, make_plan
+from nlptune.strategies.base import DecayConfig, layer_plan
+from nlptune.training.plan import Plan
 
 
 class FullConfig(DecayConfig):
@@ -20,18 +22,21 @@ class Full:
 
     Config = FullConfig
 
-    def __init__(self, config: FullConfig) -> None:
-        self.config = config
+    def __init__(self, freeze_embeddings: bool = True, layer_lr_decay: float | None = None) -> None:
+        self.freeze_embeddings, self.layer_lr_decay = freeze_embeddings, layer_lr_decay
 
-    @staticmethod
-    def check_config(run: Any, name: str) -> None:
+    def check(self, num_layers: int) -> None:
         return None
 
-    def apply(self, model: Any, new: set[str]) -> Plan:
-        freeze = self.config.freeze_embeddings
-        return make_plan(
+    def apply(self, model: Any, new: set[str]) -> tuple[nn.Module, Plan]:
+        freeze = self.freeze_embeddings
+        plan = layer_plan(
             model,
             new,
-            trains=lambda part: not (freeze and part == "word_embeddings"),
-            layer_lr_decay=self.config.layer_lr_decay,
+            lambda group: not (freeze and group == "word_embeddings"),
+            layer_lr_decay=self.layer_lr_decay,
         )
+        return model, plan
+
+    def update(self, plan: Plan, epoch: int, step: int) -> Plan | None:
+        return None

@@ -1,14 +1,16 @@
-"""``last_k``: the top k transformer layers and the head train; everything below is fixed."""
+"""``last_k``: the top k encoder layers and the head train; everything below is fixed."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import Field
+from torch import nn
 
 from nlptune.errors import ModelError
 from nlptune.registry import STRATEGIES
-from nlptune.strategies.base import DecayConfig, Plan, make_plan, num_layers
+from nlptune.strategies.base import DecayConfig, layer_index, layer_plan
+from nlptune.training.plan import Plan
 
 
 class LastKConfig(DecayConfig):
@@ -22,29 +24,25 @@ class LastK:
 
     Config = LastKConfig
 
-    def __init__(self, config: LastKConfig) -> None:
-        self.config = config
+    def __init__(
+        self, freeze_embeddings: bool = True, layer_lr_decay: float | None = None, k: int = 2
+    ) -> None:
+        self.layer_lr_decay, self.k = layer_lr_decay, k
 
-    @staticmethod
-    def check_config(run: Any, name: str) -> None:
+    def check(self, num_layers: int) -> None:
+        if num_layers and self.k > num_layers:
+            raise ModelError(f"strategy.k={self.k} but the backbone has only {num_layers} layers")
+
+    def apply(self, model: Any, new: set[str]) -> tuple[nn.Module, Plan]:
+        n = sum(g.name.startswith("layer.") for g in model.encoder.layer_groups())
+        self.check(n)
+        lowest = n - self.k
+
+        def trains(group: str) -> bool:
+            index = layer_index(group)
+            return group in ("head", "top") or (index is not None and index >= lowest)
+
+        return model, layer_plan(model, new, trains, layer_lr_decay=self.layer_lr_decay)
+
+    def update(self, plan: Plan, epoch: int, step: int) -> Plan | None:
         return None
-
-    def check_model(self, model_config: Any) -> None:
-        class _M:
-            config = model_config
-
-        n = num_layers(_M)
-        if n and self.config.k > n:
-            raise ModelError(f"strategy.k={self.config.k} but the backbone has only {n} layers")
-
-    def apply(self, model: Any, new: set[str]) -> Plan:
-        self.check_model(model.config)
-        lowest = num_layers(model) - self.config.k
-        return make_plan(
-            model,
-            new,
-            trains=lambda part: (
-                part in ("head", "top") or (isinstance(part, int) and part >= lowest)
-            ),
-            layer_lr_decay=self.config.layer_lr_decay,
-        )

@@ -11,18 +11,20 @@ once all its windows are in. The model is transformers' question-answering class
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from nlptune.config import DataConfig, TaskConfig
-from nlptune.data.features import Features
+from nlptune.backbones.base import Export, TextEncoder
+from nlptune.config import TaskConfig
+from nlptune.data.features import Features, sequence_lengths
 from nlptune.data.squad import QAExample, read_squad
 from nlptune.errors import ConfigError, DataError
+from nlptune.heads import HeadSpec, SpanHead
 from nlptune.registry import TASKS
 from nlptune.tasks import squad_metrics
 
@@ -39,6 +41,15 @@ class ExtractiveQAConfig(TaskConfig):
         False, description="qa: use the nearest occurrence of an answer whose answer_start is off"
     )
 
+    def check_run(self, run: Any, where: str) -> None:
+        if self.doc_stride >= run.backbone.max_length // 2:
+            raise ConfigError(
+                f"{where}: task.doc_stride={self.doc_stride} must be well below "
+                f"backbone.max_length={run.backbone.max_length} (e.g. 128 for 384)"
+            )
+        if self.metric not in (None, "f1", "exact"):
+            raise ConfigError(f"{where}: task.metric for extractive_qa is f1 or exact")
+
 
 @dataclass
 class _Pending:
@@ -54,39 +65,40 @@ class ExtractiveQA:
     """Extract the answer span to a question from its context (SQuAD v1.1/v2.0)."""
 
     Config = ExtractiveQAConfig
-    model_auto_class = "AutoModelForQuestionAnswering"
-    pipeline_task = "question-answering"
-    cache_mode = (
-        None  # frozen: the backbone runs each step (windows of 384 tokens are too many to store)
-    )
-    eval_by_length = False  # windows of one example arrive together, so decoding can stream
-    pair = True
+    DATA_ARGS: ClassVar[Mapping[str, str]] = {"format": "format"}
+    # frozen: the backbone runs each step (windows of 384 tokens are too many to store)
+    cache_mode: ClassVar[str | None] = None
+    eval_by_length: ClassVar[bool] = False  # windows of one example arrive together
 
-    def __init__(self, config: ExtractiveQAConfig, data: DataConfig) -> None:
-        self.config, self.data = config, data
-        self.version: str = config.version
+    def __init__(
+        self,
+        *,
+        max_length: int,
+        version: str = "auto",
+        doc_stride: int = 128,
+        max_answer_length: int = 30,
+        n_best: int = 20,
+        nearest_answer: bool = False,
+        metric: str | None = None,
+        format: str = "auto",
+    ) -> None:
+        self.max_length, self.version, self.doc_stride = max_length, version, doc_stride
+        self.max_answer_length, self.n_best = max_answer_length, n_best
+        self.nearest_answer, self.metric, self.format = nearest_answer, metric, format
         self.null_threshold = 0.0
         self._dev_diffs: list[float] = []
 
-    @classmethod
-    def check_config(cls, run: Any, name: str) -> None:
-        if run.task.doc_stride >= run.backbone.max_length // 2:
-            raise ConfigError(
-                f"{name}: task.doc_stride={run.task.doc_stride} must be well below "
-                f"backbone.max_length={run.backbone.max_length} (e.g. 128 for 384)"
-            )
-        if run.task.metric not in (None, "f1", "exact"):
-            raise ConfigError(f"{name}: task.metric for extractive_qa is f1 or exact")
-
-    greater_is_better = True
-
     @property
     def main_metric(self) -> str:
-        return self.config.metric or "f1"
+        return self.metric or "f1"
+
+    @property
+    def greater_is_better(self) -> bool:
+        return True
 
     # -- data -----------------------------------------------------------------------------------
     def read(self, path: str, labelled: bool = True) -> list[QAExample]:
-        examples = read_squad(path, self.data.format, nearest=self.config.nearest_answer)
+        examples = read_squad(path, self.format, nearest=self.nearest_answer)
         if not examples:
             raise DataError(f"{path}: no questions")
         if labelled:
@@ -132,42 +144,30 @@ class ExtractiveQA:
         return {
             "task": "extractive_qa",
             "version": self.version,
-            "stride": self.config.doc_stride,
-            "nearest": self.config.nearest_answer,
+            "stride": self.doc_stride,
+            "nearest": self.nearest_answer,
         }
 
     def featurize(
-        self, examples: Sequence[QAExample], tokenizer: Any, max_length: int, labelled: bool = True
+        self, examples: Sequence[QAExample], text: TextEncoder, labelled: bool = True
     ) -> Features:
         """Windows over each context; ``meta`` keeps the example index and character offsets
         (-1 outside the context) of every token."""
-        self._check_questions(examples, tokenizer, max_length)
-        enc = tokenizer(
+        self._check_questions(examples, text)
+        win = text.windows(
             [e.question for e in examples],
             [e.context for e in examples],
-            truncation="only_second",
-            max_length=max_length,
-            stride=self.config.doc_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
+            self.max_length,
+            self.doc_stride,
         )
-        owners = enc["overflow_to_sample_mapping"]
-        starts, ends, offsets_s, offsets_e = [], [], [], []
-        for i, owner in enumerate(owners):
-            seq_ids = enc.sequence_ids(i)
-            offs = enc["offset_mapping"][i]
-            s = np.array([o[0] if sid == 1 else -1 for o, sid in zip(offs, seq_ids, strict=True)])
-            t = np.array([o[1] if sid == 1 else -1 for o, sid in zip(offs, seq_ids, strict=True)])
-            offsets_s.append(s.astype(np.int32))
-            offsets_e.append(t.astype(np.int32))
+        starts, ends = [], []
+        for owner, s, t in zip(win.owner, win.offset_start, win.offset_end, strict=True):
             start, end = _label(examples[owner], s, t) if labelled else (0, 0)
             starts.append(start)
             ends.append(end)
-        sequences = {
-            name: [np.asarray(x, dtype=np.int32) for x in enc[name]]
-            for name in ("input_ids", "token_type_ids")
-            if name in enc
-        }
+        sequences = {"input_ids": win.input_ids}
+        if win.token_type_ids is not None:
+            sequences["token_type_ids"] = win.token_type_ids
         values = (
             {
                 "start_positions": np.array(starts, dtype=np.int64),
@@ -177,30 +177,32 @@ class ExtractiveQA:
             else {}
         )
         meta = {
-            "example": [np.array([o], dtype=np.int32) for o in owners],
-            "offset_start": offsets_s,
-            "offset_end": offsets_e,
+            "example": [np.array([o], dtype=np.int32) for o in win.owner],
+            "offset_start": win.offset_start,
+            "offset_end": win.offset_end,
         }
-        return Features(sequences, values, meta)
+        return Features(sequences, values, meta, sequence_lengths(win.input_ids))
 
-    @staticmethod
-    def _check_questions(examples: Sequence[QAExample], tokenizer: Any, max_length: int) -> None:
-        lengths = [len(x) for x in tokenizer([e.question for e in examples])["input_ids"]]
-        for e, n in zip(examples, lengths, strict=True):
-            if n > max_length // 2:
+    def _check_questions(self, examples: Sequence[QAExample], text: TextEncoder) -> None:
+        encoded = text.encode([e.question for e in examples], None, 10 * self.max_length)
+        for e, ids in zip(examples, encoded["input_ids"], strict=True):
+            if len(ids) > self.max_length // 2:
                 raise DataError(
-                    f"{e.where}: the question is {n} tokens, too long for windows of "
-                    f"backbone.max_length={max_length}; raise max_length or shorten it"
+                    f"{e.where}: the question is {len(ids)} tokens, too long for windows of "
+                    f"backbone.max_length={self.max_length}; raise max_length or shorten it"
                 )
 
     # -- model ----------------------------------------------------------------------------------
-    def model_kwargs(self) -> dict[str, Any]:
-        return {}
+    def heads(self) -> dict[str, HeadSpec]:
+        return {"span": HeadSpec(SpanHead)}
 
-    @staticmethod
-    def outputs(model_output: Any) -> torch.Tensor:
+    def export(self) -> Export:
+        return Export("question_answering")
+
+    def predict_step(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Start and end logits stacked: (B, T, 2)."""
-        return torch.stack([model_output["start_logits"], model_output["end_logits"]], dim=-1)
+        out = model(**batch)
+        return torch.stack([out["start_logits"], out["end_logits"]], dim=-1)
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(
@@ -228,12 +230,12 @@ class ExtractiveQA:
         start_l, end_l = logits[:, 0], logits[:, 1]  # (T,)
         state.null = min(state.null, float(start_l[0] + end_l[0]))
         offs_s, offs_e = features.meta["offset_start"][i], features.meta["offset_end"][i]
-        k = self.config.n_best
+        k = self.n_best
         for s in np.argsort(-start_l)[:k]:
             if offs_s[s] < 0:
                 continue
             for e in np.argsort(-end_l)[:k]:
-                if offs_e[e] < 0 or e < s or e - s + 1 > self.config.max_answer_length:
+                if offs_e[e] < 0 or e < s or e - s + 1 > self.max_answer_length:
                     continue
                 state.spans.append((float(start_l[s] + end_l[e]), int(offs_s[s]), int(offs_e[e])))
         state.spans = sorted(state.spans, reverse=True)[:k]

@@ -10,18 +10,21 @@ transformers' token-classification class (``AutoModelForTokenClassification``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+import torch
 from pydantic import Field
 
-from nlptune.config import DataConfig, TaskConfig
+from nlptune.backbones.base import Export, TextEncoder
+from nlptune.config import TaskConfig
 from nlptune.data.conll import from_bioes, read_conll, read_conllu, to_bioes
 from nlptune.data.examples import TokenExample
-from nlptune.data.features import Features
+from nlptune.data.features import Features, sequence_lengths
 from nlptune.errors import ConfigError, DataError
+from nlptune.heads import HeadSpec, TokenHead
 from nlptune.registry import TASKS
 
 _BIO = re.compile(r"^(O|[BIES]-.+)$")
@@ -40,45 +43,73 @@ class SequenceLabellingConfig(TaskConfig):
         "first", description="tagging: a word's scores from its first subword or their mean"
     )
 
+    def check_run(self, run: Any, where: str) -> None:
+        if self.metric not in (None, "f1", "precision", "recall", "accuracy"):
+            raise ConfigError(
+                f"{where}: task.metric for sequence_labelling is f1, precision, recall or accuracy"
+            )
+
 
 @TASKS.register("sequence_labelling")
 class SequenceLabelling:
     """Tag every word of a sentence (NER, POS); softmax head, scored per word."""
 
     Config = SequenceLabellingConfig
-    model_auto_class = "AutoModelForTokenClassification"
-    pipeline_task = "token-classification"
-    cache_mode = "all"  # frozen: every token's state is stored once
-    eval_by_length = False  # windows of one sentence arrive together
-    greater_is_better = True
-    pair = False
+    DATA_ARGS: ClassVar[Mapping[str, str]] = {
+        "format": "format",
+        "token_column": "token_column",
+        "tag_column": "tag_column",
+        "scheme": "file_scheme",
+        "conllu_column": "conllu_column",
+    }
+    cache_mode: ClassVar[str | None] = "all"  # frozen: every token's state is stored once
+    eval_by_length: ClassVar[bool] = False  # windows of one sentence arrive together
 
-    def __init__(self, config: SequenceLabellingConfig, data: DataConfig) -> None:
-        self.config, self.data = config, data
-        self.labels: list[str] = list(config.labels or [])
+    def __init__(
+        self,
+        *,
+        max_length: int,
+        scheme: str = "iob2",
+        labels: list[str] | None = None,
+        crf: bool = False,
+        subword_pooling: str = "first",
+        metric: str | None = None,
+        format: str = "auto",
+        token_column: int = 0,
+        tag_column: int = -1,
+        file_scheme: str = "iob2",
+        conllu_column: str = "upos",
+    ) -> None:
+        self.max_length, self.scheme, self.crf, self.pooling = (
+            max_length,
+            scheme,
+            crf,
+            subword_pooling,
+        )
+        self.metric, self.format = metric, format
+        self.token_column, self.tag_column = token_column, tag_column
+        self.file_scheme, self.conllu_column = file_scheme, conllu_column
+        self.labels: list[str] = list(labels or [])
         self.is_bio = True
-
-    @classmethod
-    def check_config(cls, run: Any, name: str) -> None:
-        if run.task.metric not in (None, "f1", "precision", "recall", "accuracy"):
-            raise ConfigError(
-                f"{name}: task.metric for sequence_labelling is f1, precision, recall or accuracy"
-            )
 
     @property
     def main_metric(self) -> str:
-        return self.config.metric or ("f1" if self.is_bio else "accuracy")
+        return self.metric or ("f1" if self.is_bio else "accuracy")
+
+    @property
+    def greater_is_better(self) -> bool:
+        return True
 
     # -- data -----------------------------------------------------------------------------------
     def read(self, path: str, labelled: bool = True) -> list[TokenExample]:
-        fmt = self.data.format
+        fmt = self.format
         if fmt == "auto":
             fmt = "conllu" if Path(path).suffix.lower() == ".conllu" else "conll"
         if fmt == "conllu":
-            examples = read_conllu(path, self.data.conllu_column, labelled)
+            examples = read_conllu(path, self.conllu_column, labelled)
         elif fmt == "conll":
             examples = read_conll(
-                path, self.data.token_column, self.data.tag_column, self.data.scheme, labelled
+                path, self.token_column, self.tag_column, self.file_scheme, labelled
             )
         else:
             raise ConfigError(f"sequence_labelling reads conll or conllu files, not {fmt}")
@@ -97,7 +128,7 @@ class SequenceLabelling:
                 self.labels = sorted(run_tags)
 
     def _run_tags(self, tags: Sequence[str]) -> list[str]:
-        return to_bioes(tags) if self.is_bio and self.config.scheme == "bioes" else list(tags)
+        return to_bioes(tags) if self.is_bio and self.scheme == "bioes" else list(tags)
 
     def encode_labels(self, examples: Sequence[TokenExample]) -> None:
         known = set(self.labels)
@@ -122,38 +153,42 @@ class SequenceLabelling:
         return {
             "task": "sequence_labelling",
             "labels": self.labels,
-            "scheme": self.config.scheme,
-            "crf": self.config.crf,
-            "pooling": self.config.subword_pooling,
-            "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"}),
+            "scheme": self.scheme,
+            "crf": self.crf,
+            "pooling": self.pooling,
+            "data": [
+                self.format,
+                self.token_column,
+                self.tag_column,
+                self.file_scheme,
+                self.conllu_column,
+            ],
         }
 
     # -- features -------------------------------------------------------------------------------
     def featurize(
-        self,
-        examples: Sequence[TokenExample],
-        tokenizer: Any,
-        max_length: int,
-        labelled: bool = True,
+        self, examples: Sequence[TokenExample], text: TextEncoder, labelled: bool = True
     ) -> Features:
         """One feature per window; ``meta`` keeps the sentence, the word of every first subword
         (-1 elsewhere) and the words the window owns (``[lo, hi)``)."""
         index = {t: i for i, t in enumerate(self.labels)}
         seqs: dict[str, list[np.ndarray]] = {"input_ids": [], "labels": []}
         meta: dict[str, list[np.ndarray]] = {"example": [], "word": [], "owned": []}
-        budget = max_length - 2
+        budget = self.max_length - len(text.prefix) - len(text.suffix)
         for n, e in enumerate(examples):
-            pieces = [p[:budget] for p in _word_pieces(tokenizer, e.words)]
+            pieces = [(p or [text.unk_id])[:budget] for p in text.encode_words(e.words)]
             tags = [index[t] for t in self._run_tags(e.tags)] if labelled and e.tags else None
             for lo, hi, own_lo, own_hi in _windows([len(p) for p in pieces], budget):
-                ids, word, lab = [tokenizer.cls_token_id], [-1], [-100]
+                ids = list(text.prefix)
+                word = [-1] * len(ids)
+                lab = [-100] * len(ids)
                 for w in range(lo, hi):
                     ids.extend(pieces[w])
                     word.extend([w] + [-1] * (len(pieces[w]) - 1))
                     lab.extend([tags[w] if tags else -100] + [-100] * (len(pieces[w]) - 1))
-                ids.append(tokenizer.sep_token_id)
-                word.append(-1)
-                lab.append(-100)
+                ids.extend(text.suffix)
+                word.extend([-1] * len(text.suffix))
+                lab.extend([-100] * len(text.suffix))
                 seqs["input_ids"].append(np.asarray(ids, dtype=np.int32))
                 seqs["labels"].append(np.asarray(lab, dtype=np.int64))
                 meta["example"].append(np.array([n], dtype=np.int32))
@@ -161,47 +196,26 @@ class SequenceLabelling:
                 meta["owned"].append(np.array([own_lo, own_hi], dtype=np.int32))
         if not labelled:
             del seqs["labels"]
-        if self.config.crf:
+        if self.crf:
             seqs["word_mask"] = [(w >= 0).astype(np.int64) for w in meta["word"]]
-        if self.config.subword_pooling == "mean":  # 1-based word of every subword, 0 = none
+        if self.pooling == "mean":  # 1-based word of every subword, 0 = none
             seqs["word_ids"] = [_spread(w) for w in meta["word"]]
-        return Features(seqs, {}, meta)
+        return Features(seqs, {}, meta, sequence_lengths(seqs["input_ids"]))
 
     # -- model ----------------------------------------------------------------------------------
-    def model_kwargs(self) -> dict[str, Any]:
-        id2label = dict(enumerate(self.labels))
-        return {
-            "num_labels": len(self.labels),
-            "id2label": id2label,
-            "label2id": {t: i for i, t in id2label.items()},
-        }
+    def heads(self) -> dict[str, HeadSpec]:
+        args: dict[str, Any] = {"num_labels": len(self.labels), "pooling": self.pooling}
+        if self.crf:
+            args["crf_labels"] = self.labels
+        return {"tagger": HeadSpec(TokenHead, args)}
 
-    def wrap_model(self, model: Any, new: set[str]) -> tuple[Any, set[str]]:
-        """Mean subword pooling and/or a CRF on the token-classification model."""
-        from nlptune.tasks.crf import CrfTagger, MeanPoolTagger
+    def export(self) -> Export:
+        return Export("token_classification", self.labels, extra="crf")
 
-        if self.config.subword_pooling == "mean":
-            model, new = MeanPoolTagger(model), {f"inner.{n}" for n in new}
-        if not self.config.crf:
-            return model, new
-        tagger = CrfTagger(model, self.labels)
-        crf = {n for n, _ in tagger.crf.named_parameters(prefix="crf")}
-        return tagger, {f"inner.{n}" for n in new} | crf
-
-    def load_trained(self, folder: Path) -> Any:
-        from transformers import AutoModelForTokenClassification
-
-        from nlptune.tasks.crf import CrfTagger, MeanPoolTagger
-
-        mean = self.config.subword_pooling == "mean"
-        if self.config.crf:
-            return CrfTagger.from_pretrained(folder, mean=mean)
-        model = AutoModelForTokenClassification.from_pretrained(folder)
-        return MeanPoolTagger(model) if mean else model
-
-    @staticmethod
-    def outputs(model_output: Any) -> Any:
-        return model_output["logits"]  # (B, T, L); one-hot Viterbi tags with a CRF
+    def predict_step(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Tag scores (B, T, L); one-hot Viterbi tags with a CRF."""
+        out: torch.Tensor = model(**batch)["logits"]
+        return out
 
     # -- decoding -------------------------------------------------------------------------------
     def decode(
@@ -229,7 +243,7 @@ class SequenceLabelling:
                 yield n, self._to_scored([self.labels[j] for j in done])
 
     def _to_scored(self, tags: list[str]) -> list[str]:
-        return from_bioes(tags) if self.is_bio and self.config.scheme == "bioes" else tags
+        return from_bioes(tags) if self.is_bio and self.scheme == "bioes" else tags
 
     def evaluate(
         self,
@@ -302,16 +316,6 @@ def _spread(first: np.ndarray) -> np.ndarray:
         out[t] = current
     out[0] = out[-1] = 0  # [CLS], [SEP]
     return out
-
-
-def _word_pieces(tokenizer: Any, words: Sequence[str]) -> list[list[int]]:
-    """Subword ids of each word, tokenized in context; a word that yields none becomes [UNK]."""
-    enc = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
-    pieces: list[list[int]] = [[] for _ in words]
-    for token, w in zip(enc["input_ids"], enc.word_ids(), strict=True):
-        if w is not None:
-            pieces[w].append(token)
-    return [p or [tokenizer.unk_token_id] for p in pieces]
 
 
 def _windows(sizes: list[int], budget: int) -> list[tuple[int, int, int, int]]:

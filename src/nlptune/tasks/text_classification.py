@@ -6,20 +6,23 @@ with ``AutoModelForSequenceClassification`` and ``pipeline("text-classification"
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+import torch
 from pydantic import Field
 
-from nlptune.config import DataConfig, TaskConfig
+from nlptune.backbones.base import Export, TextEncoder
+from nlptune.config import TaskConfig
 from nlptune.data.examples import TextExample
-from nlptune.data.features import Features
+from nlptune.data.features import Features, collect, sequence_lengths
 from nlptune.data.readers import Table, read_table
 from nlptune.errors import ConfigError, DataError
+from nlptune.heads import ClassificationHead, HeadSpec
 from nlptune.registry import TASKS
 from nlptune.tasks import metrics
-from nlptune.training.evaluate import collect
 
 Problem = Literal["auto", "single_label", "multi_label", "regression"]
 _MAIN_METRIC = {"single_label": "accuracy", "multi_label": "micro_f1", "regression": "pearson"}
@@ -42,8 +45,48 @@ class TextClassificationConfig(TaskConfig):
         None, description="label names in a fixed order (default: sorted labels seen in training)"
     )
 
+    def check_run(self, run: Any, where: str) -> None:
+        data, pair = run.data, self.type != "text_classification"
+        if pair and data.text_pair is None:
+            raise ConfigError(
+                f"{where}: task {self.type} needs data.text_pair (the second text's column)"
+            )
+        if not pair and data.text_pair is not None:
+            raise ConfigError(
+                f"{where}: data.text_pair is set but task text_classification reads one text; "
+                "use task.type=sentence_pair for pairs"
+            )
+        if isinstance(data.label, list) and self.problem not in ("auto", "multi_label"):
+            raise ConfigError(
+                f"{where}: a list of label columns means multi-label, not {self.problem}"
+            )
+        names = TextClassification.metric_names
+        if (
+            self.metric is not None
+            and self.problem != "auto"
+            and self.metric not in names(self.problem)
+        ):
+            raise ConfigError(
+                f"{where}: task.metric={self.metric} is not a {self.problem} metric; choose one "
+                f"of {', '.join(names(self.problem))}"
+            )
 
-def _read_examples(path: str, data: DataConfig, pair: bool, labelled: bool) -> list[TextExample]:
+
+@dataclass(frozen=True)
+class Columns:
+    """Where a table keeps text, second text and labels (the data section's reading keys)."""
+
+    text: str | int = "text"
+    text_pair: str | int | None = None
+    label: str | int | list[str | int] = "label"
+    label_sep: str | None = None
+    format: str = "auto"
+    header: bool | None = None
+    quoting: str = "auto"
+    hf_subset: str | None = None
+
+
+def _read_examples(path: str, data: Columns, pair: bool, labelled: bool) -> list[TextExample]:
     columns: list[str | int] = [data.text]
     if pair:
         if data.text_pair is None:
@@ -79,7 +122,7 @@ def _text(value: Any, table: Table, i: int, column: str | int) -> str:
     return value
 
 
-def _labels(table: Table, data: DataConfig) -> list[Any]:
+def _labels(table: Table, data: Columns) -> list[Any]:
     if isinstance(data.label, list):  # one 0/1 column per label
         keys = [table.key(c) for c in data.label]
         out: list[Any] = []
@@ -127,38 +170,37 @@ class TextClassification:
     """Classify or score a text; :class:`SentencePair` is the same with a second text."""
 
     Config: type[TaskConfig] = TextClassificationConfig
+    DATA_ARGS: ClassVar[Mapping[str, str]] = {
+        k: k
+        for k in (
+            "text",
+            "text_pair",
+            "label",
+            "label_sep",
+            "format",
+            "header",
+            "quoting",
+            "hf_subset",
+        )
+    }
+    cache_mode: ClassVar[str | None] = "first"  # frozen: one vector per example, stored once
+    eval_by_length: ClassVar[bool] = True
     pair = False
-    model_auto_class = "AutoModelForSequenceClassification"
-    pipeline_task = "text-classification"
 
-    def __init__(self, config: TextClassificationConfig, data: DataConfig) -> None:
-        self.config = config
-        self.data = data
-        self.problem: str = config.problem
-        self.labels: list[str] = list(config.labels or [])
-
-    # -- config ---------------------------------------------------------------------------------
-    @classmethod
-    def check_config(cls, run: Any, name: str) -> None:
-        data = run.data
-        if cls.pair and data.text_pair is None:
-            raise ConfigError(
-                f"{name}: task {run.task.type} needs data.text_pair (the second text's column)"
-            )
-        if not cls.pair and data.text_pair is not None:
-            raise ConfigError(
-                f"{name}: data.text_pair is set but task text_classification reads one text; "
-                "use task.type=sentence_pair for pairs"
-            )
-        problem = run.task.problem
-        if isinstance(data.label, list) and problem not in ("auto", "multi_label"):
-            raise ConfigError(f"{name}: a list of label columns means multi-label, not {problem}")
-        metric = run.task.metric
-        if metric is not None and problem != "auto" and metric not in cls.metric_names(problem):
-            raise ConfigError(
-                f"{name}: task.metric={metric} is not a {problem} metric; choose one of "
-                f"{', '.join(cls.metric_names(problem))}"
-            )
+    def __init__(
+        self,
+        *,
+        max_length: int,
+        problem: str = "auto",
+        threshold: float = 0.5,
+        labels: list[str] | None = None,
+        metric: str | None = None,
+        **columns: Any,
+    ) -> None:
+        self.max_length, self.threshold, self.metric = max_length, threshold, metric
+        self.data = Columns(**columns)
+        self.problem: str = problem
+        self.labels: list[str] = list(labels or [])
 
     @staticmethod
     def metric_names(problem: str) -> list[str]:
@@ -170,7 +212,7 @@ class TextClassification:
 
     @property
     def main_metric(self) -> str:
-        return self.config.metric or _MAIN_METRIC[self.problem]
+        return self.metric or _MAIN_METRIC[self.problem]
 
     @property
     def greater_is_better(self) -> bool:
@@ -239,55 +281,38 @@ class TextClassification:
         return index[name]
 
     def featurize(
-        self,
-        examples: Sequence[TextExample],
-        tokenizer: Any,
-        max_length: int,
-        labelled: bool = True,
+        self, examples: Sequence[TextExample], text: TextEncoder, labelled: bool = True
     ) -> Features:
-        pairs = [e.text_pair for e in examples] if self.pair else None
-        enc = tokenizer(
-            [e.text for e in examples],
-            pairs,
-            truncation=True,
-            max_length=max_length,
-            return_attention_mask=False,
-        )
-        sequences = {
-            name: [np.asarray(x, dtype=np.int32) for x in enc[name]]
-            for name in ("input_ids", "token_type_ids")
-            if name in enc
-        }
+        pairs = [e.text_pair or "" for e in examples] if self.pair else None
+        sequences = text.encode([e.text for e in examples], pairs, self.max_length)
         values = {"labels": self.encode_labels(examples)} if labelled else {}
-        return Features(sequences, values)
+        return Features(sequences, values, lengths=sequence_lengths(sequences["input_ids"]))
 
     def cache_key(self) -> dict[str, Any]:
         return {
             "task": type(self).__name__,
             "problem": self.problem,
             "labels": self.labels,
-            "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"}),
+            "data": asdict(self.data),
         }
 
     # -- model ----------------------------------------------------------------------------------
-    def model_kwargs(self) -> dict[str, Any]:
+    def heads(self) -> dict[str, HeadSpec]:
         n = 1 if self.problem == "regression" else len(self.labels)
-        id2label = {i: name for i, name in enumerate(self.labels)} or {0: "score"}
-        return {
-            "num_labels": n,
-            "id2label": id2label,
-            "label2id": {name: i for i, name in id2label.items()},
-            "problem_type": _HF_PROBLEM[self.problem],
-        }
+        args = {"num_labels": n, "problem": self.problem}
+        return {"classifier": HeadSpec(ClassificationHead, args)}
 
-    # -- outputs --------------------------------------------------------------------------------
-    cache_mode = "first"  # frozen: the head reads one vector per example, stored once
-    eval_by_length = True
+    def export(self) -> Export:
+        return Export(
+            "sequence_classification",
+            self.labels or ["score"],
+            {"problem_type": _HF_PROBLEM[self.problem]},
+        )
 
-    @staticmethod
-    def outputs(model_output: Any) -> Any:
-        """What evaluation keeps of a model output: the logits (B, L)."""
-        return model_output["logits"]
+    def predict_step(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The logits (B, L)."""
+        out: torch.Tensor = model(**batch)["logits"]
+        return out
 
     def evaluate(
         self,
@@ -347,7 +372,7 @@ class TextClassification:
             probs = 1.0 / (1.0 + np.exp(-logits))
             return [
                 {
-                    "labels": [self.labels[j] for j in np.flatnonzero(p >= self.config.threshold)],
+                    "labels": [self.labels[j] for j in np.flatnonzero(p >= self.threshold)],
                     "scores": {name: float(v) for name, v in zip(self.labels, p, strict=True)},
                 }
                 for p in probs
@@ -365,9 +390,7 @@ class TextClassification:
             return metrics.regression(gold.astype(np.float64), logits[:, 0].astype(np.float64))
         if self.problem == "multi_label":
             probs = 1.0 / (1.0 + np.exp(-logits))
-            return metrics.multi_label(
-                gold.astype(int), (probs >= self.config.threshold).astype(int)
-            )
+            return metrics.multi_label(gold.astype(int), (probs >= self.threshold).astype(int))
         return metrics.single_label(gold, logits.argmax(axis=1), len(self.labels))
 
 

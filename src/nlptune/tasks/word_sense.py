@@ -1,34 +1,32 @@
 """``word_sense``: the sense of a target word or expression in context (preposition
 supersenses in STREUSLE, SemEval-2007 preposition senses, any lexical sample).
 
-The target's subwords are mean-pooled into one vector and a linear head predicts the sense. With
-``task.candidates`` a prediction is restricted to the senses seen for the target's lemma in
-training (lemmas never seen in training back off to every sense). transformers has no head for
-this, so the model is our own (:class:`TargetSenseClassifier`): the encoder is saved in
-transformers format and the head as ``sense_head.safetensors`` + ``sense_head.json``.
+The target's subwords are mean-pooled into one vector and a linear head predicts the sense
+(:class:`~nlptune.heads.TargetHead`). With ``task.candidates`` a prediction is restricted to the
+senses seen for the target's lemma in training (lemmas never seen in training back off to every
+sense). transformers has no head for this: the encoder is saved in its family's format and the
+head as ``sense_head.safetensors`` + ``sense_head.json``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pydantic import Field
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from nlptune.config import DataConfig, TaskConfig
-from nlptune.data.features import Features
+from nlptune.backbones.base import Export, TextEncoder
+from nlptune.config import TaskConfig
+from nlptune.data.features import Features, collect, sequence_lengths
 from nlptune.data.wsd import SenseExample, read_semeval, read_streusle
 from nlptune.errors import ConfigError, DataError
+from nlptune.heads import HeadSpec, TargetHead
 from nlptune.registry import TASKS
 from nlptune.tasks import metrics
-from nlptune.training.evaluate import collect
 
 logger = logging.getLogger("nlptune")
 
@@ -39,52 +37,9 @@ class WordSenseConfig(TaskConfig):
         True, description="word_sense: only senses seen with the target's lemma in training"
     )
 
-
-class TargetSenseClassifier(nn.Module):
-    """Encoder + mean of the target's subword states + dropout + linear. Batch keys: the encoder
-    inputs, ``target_mask`` (B, T) and optionally ``labels`` (B,)."""
-
-    def __init__(self, encoder: Any, labels: list[str], dropout: float = 0.1) -> None:
-        super().__init__()
-        if getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # unused: the target's own subwords are pooled
-        self.encoder, self.labels = encoder, list(labels)
-        self.config = encoder.config
-        self.base_model_prefix = "encoder"
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(encoder.config.hidden_size, len(labels))
-
-    @property
-    def base_model(self) -> Any:
-        return self.encoder
-
-    def forward(
-        self, target_mask: torch.Tensor, labels: torch.Tensor | None = None, **inputs: Any
-    ) -> dict[str, torch.Tensor]:
-        states = self.encoder(**inputs)[0]  # (B, T, H)
-        weights = target_mask.to(states.dtype)[:, :, None]  # (B, T, 1)
-        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, H)
-        logits = self.classifier(self.dropout(pooled))  # (B, L)
-        out = {"logits": logits}
-        if labels is not None:
-            out["loss"] = nn.functional.cross_entropy(logits.float(), labels)
-        return out
-
-    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> None:
-        self.encoder.save_pretrained(folder, **kwargs)
-        head = {f"classifier.{k}": v.contiguous() for k, v in self.classifier.state_dict().items()}
-        save_file(head, str(Path(folder) / "sense_head.safetensors"))
-        (Path(folder) / "sense_head.json").write_text(json.dumps({"labels": self.labels}))
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> TargetSenseClassifier:
-        from transformers import AutoModel
-
-        labels = json.loads((Path(folder) / "sense_head.json").read_text())["labels"]
-        model = cls(AutoModel.from_pretrained(folder), labels)
-        state = load_file(str(Path(folder) / "sense_head.safetensors"))
-        model.classifier.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()})
-        return model
+    def check_run(self, run: Any, where: str) -> None:
+        if self.metric not in (None, "accuracy", "macro_f1"):
+            raise ConfigError(f"{where}: task.metric for word_sense is accuracy or macro_f1")
 
 
 @TASKS.register("word_sense")
@@ -92,29 +47,38 @@ class WordSense:
     """Classify the sense of a target word/expression, pooling its subwords; candidate masking."""
 
     Config = WordSenseConfig
-    model_auto_class = "AutoModel"
-    cache_mode = "all"  # frozen: every token's state is stored once
-    eval_by_length = True
-    greater_is_better = True
-    pair = False
+    DATA_ARGS: ClassVar[Mapping[str, str]] = {"format": "format"}
+    cache_mode: ClassVar[str | None] = "all"  # frozen: every token's state is stored once
+    eval_by_length: ClassVar[bool] = True
 
-    def __init__(self, config: WordSenseConfig, data: DataConfig) -> None:
-        self.config, self.data = config, data
+    def __init__(
+        self,
+        *,
+        max_length: int,
+        candidates: bool = True,
+        metric: str | None = None,
+        format: str = "auto",
+    ) -> None:
+        self.max_length, self.candidates, self.metric, self.format = (
+            max_length,
+            candidates,
+            metric,
+            format,
+        )
         self.labels: list[str] = []
         self.lemma_senses: dict[str, list[int]] = {}
 
-    @classmethod
-    def check_config(cls, run: Any, name: str) -> None:
-        if run.task.metric not in (None, "accuracy", "macro_f1"):
-            raise ConfigError(f"{name}: task.metric for word_sense is accuracy or macro_f1")
-
     @property
     def main_metric(self) -> str:
-        return self.config.metric or "accuracy"
+        return self.metric or "accuracy"
+
+    @property
+    def greater_is_better(self) -> bool:
+        return True
 
     # -- data -----------------------------------------------------------------------------------
     def read(self, path: str, labelled: bool = True) -> list[SenseExample]:
-        fmt = self.data.format
+        fmt = self.format
         suffix = Path(path).suffix.lower()
         if fmt == "auto":
             fmt = (
@@ -181,58 +145,50 @@ class WordSense:
         return {
             "task": "word_sense",
             "labels": self.labels,
-            "data": self.data.model_dump(exclude={"train", "dev", "test", "cache_dir"}),
+            "format": self.format,
         }
 
     def featurize(
-        self,
-        examples: Sequence[SenseExample],
-        tokenizer: Any,
-        max_length: int,
-        labelled: bool = True,
+        self, examples: Sequence[SenseExample], text: TextEncoder, labelled: bool = True
     ) -> Features:
         """Tokens of the sentence (a window of words centred on the target when the sentence is
         too long: the target itself is never cut) and a mask over the target's subwords."""
         ids, masks = [], []
+        frame = len(text.prefix) + len(text.suffix)
         for e in examples:
-            enc = tokenizer(list(e.words), is_split_into_words=True, add_special_tokens=False)
-            word_ids = enc.word_ids()
-            tokens = list(enc["input_ids"])
+            pieces = text.encode_words(e.words)
+            tokens = [t for p in pieces for t in p]
             target = set(e.target)
-            mask = [int(w in target) for w in word_ids]
+            mask = [int(w in target) for w, p in enumerate(pieces) for _ in p]
             if not any(mask):  # a target word with no subwords
                 raise DataError(
                     f"{e.where}: the target {[e.words[i] for i in e.target]} has "
                     "no subwords with this tokenizer"
                 )
-            lo, hi = _window(mask, max_length - 2)
-            ids.append(
-                np.asarray(
-                    [tokenizer.cls_token_id, *tokens[lo:hi], tokenizer.sep_token_id], dtype=np.int32
-                )
-            )
-            masks.append(np.asarray([0, *mask[lo:hi], 0], dtype=np.int64))
+            lo, hi = _window(mask, self.max_length - frame)
+            ids.append(np.asarray([*text.prefix, *tokens[lo:hi], *text.suffix], dtype=np.int32))
+            pad_l, pad_r = [0] * len(text.prefix), [0] * len(text.suffix)
+            masks.append(np.asarray([*pad_l, *mask[lo:hi], *pad_r], dtype=np.int64))
         values = {"labels": self.encode_labels(examples)} if labelled else {}
-        return Features({"input_ids": ids, "target_mask": masks}, values)
+        return Features(
+            {"input_ids": ids, "target_mask": masks}, values, lengths=sequence_lengths(ids)
+        )
 
     # -- model ----------------------------------------------------------------------------------
-    def model_kwargs(self) -> dict[str, Any]:
-        return {}
+    def heads(self) -> dict[str, HeadSpec]:
+        return {"sense": HeadSpec(TargetHead, {"num_labels": len(self.labels)})}
 
-    def wrap_model(self, model: Any, new: set[str]) -> tuple[Any, set[str]]:
-        head = TargetSenseClassifier(model, self.labels)
-        return head, {f"encoder.{n}" for n in new} | {"classifier.weight", "classifier.bias"}
+    def export(self) -> Export:
+        return Export("encoder", self.labels, extra="sense_head")
 
-    def load_trained(self, folder: Path) -> Any:
-        return TargetSenseClassifier.from_pretrained(folder)
-
-    @staticmethod
-    def outputs(model_output: Any) -> Any:
-        return model_output["logits"]  # (B, L)
+    def predict_step(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sense logits (B, L)."""
+        out: torch.Tensor = model(**batch)["logits"]
+        return out
 
     # -- decoding -------------------------------------------------------------------------------
     def _restrict(self, logits: np.ndarray, examples: Sequence[SenseExample]) -> np.ndarray:
-        if not self.config.candidates:
+        if not self.candidates:
             return logits
         out = logits.copy()
         for row, e in zip(out, examples, strict=True):

@@ -1,7 +1,7 @@
 """Resume checkpoints without pickles: tensors in safetensors, everything else in JSON.
 
-A checkpoint folder holds ``model.safetensors`` (the trainable parameters only; the rest equals
-the pre-trained weights), ``optimizer.safetensors`` + ``optimizer.json``, ``scheduler.json``,
+A checkpoint folder holds ``model.safetensors`` (the parameters the optimizer holds; the rest
+equals the pre-trained weights), ``optimizer.safetensors`` + ``optimizer.json``, ``scheduler.json``,
 ``rng.safetensors`` and ``state.json``. Folders are replaced atomically (write ``NAME.new``, then
 swap), so a crash leaves the previous checkpoint intact.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        n: p.detach().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad
-    }
+def weights_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    keep = set(names)
+    return {n: p.detach().contiguous().clone() for n, p in model.named_parameters() if n in keep}
 
 
-def save_weights(model: torch.nn.Module, folder: Path) -> None:
-    save_file(trainable_state(model), str(folder / "model.safetensors"))
+def save_weights(model: torch.nn.Module, folder: Path, names: Iterable[str]) -> None:
+    """The parameters ``names`` of ``model`` (those a run changes) as ``model.safetensors``."""
+    save_file(weights_of(model, names), str(folder / "model.safetensors"))
 
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
@@ -38,6 +39,7 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
 def save_checkpoint(
     folder: Path,
     model: torch.nn.Module,
+    names: Iterable[str],
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     state: dict[str, Any],
@@ -46,7 +48,7 @@ def save_checkpoint(
     new = folder.with_name(folder.name + ".new")
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
-    save_weights(model, new)
+    save_weights(model, new, names)
     tensors, meta = _split_optimizer(optimizer.state_dict())
     save_file(tensors, str(new / "optimizer.safetensors"))
     (new / "optimizer.json").write_text(json.dumps(meta))

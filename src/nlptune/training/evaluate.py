@@ -7,7 +7,7 @@ their example index, so the result is in input order either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -46,7 +46,8 @@ def stream(
 
     Items go in length-sorted batches (``by_length``) or in index order; under several processes
     every process yields every row (gathered with ``gather_for_metrics``). ``make_batch(indices)``
-    builds a batch dict that includes ``index``. Raises if any item was not scored.
+    builds a batch dict that includes ``index`` (which ``forward`` sees too). Raises if any item
+    was not scored.
     """
     n = len(lengths)
     if by_length:
@@ -64,7 +65,7 @@ def stream(
     seen = np.zeros(n, dtype=bool)
     with torch.inference_mode():
         for batch in loader:
-            index = batch.pop("index")
+            index = batch["index"]
             inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
             with autocast():
                 result = forward(inputs).float().cpu().numpy()
@@ -92,14 +93,3 @@ def stream_features(
         lambda idx: collate(features, idx, pad_id, values=False),
         **kwargs,
     )
-
-
-def collect(rows: Iterable[tuple[int, np.ndarray]], n: int) -> np.ndarray:
-    """Stack streamed rows into an (N, ...) float32 array in index order."""
-    out: np.ndarray | None = None
-    for i, row in rows:
-        if out is None:
-            out = np.zeros((n, *row.shape), dtype=np.float32)
-        out[i] = row
-    assert out is not None
-    return out

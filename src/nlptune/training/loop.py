@@ -24,12 +24,12 @@ from nlptune.config import TrainerConfig
 from nlptune.data.batching import collate, train_batches
 from nlptune.data.features import Features
 from nlptune.errors import NlptuneError
-from nlptune.strategies.base import Plan
 from nlptune.training import checkpoint as ckpt
-from nlptune.training.cached_backbone import CachedBackbone, StateCache
 from nlptune.training.evaluate import stream
+from nlptune.training.frozen_cache import CachedEncoder
 from nlptune.training.log import RunLog
 from nlptune.training.optim import linear_schedule, make_optimizer, param_groups, warmup_steps
+from nlptune.training.plan import Plan, enable
 
 
 @dataclass
@@ -53,19 +53,20 @@ class Job:
     """Everything the loop needs, already built (see :mod:`nlptune.build`)."""
 
     accelerator: Any
-    model: torch.nn.Module
+    model: torch.nn.Module  # what trains (with a CachedEncoder when the encoder is frozen)
     plan: Plan
+    update_plan: Callable[[Plan, int, int], Plan | None]  # the strategy's hook: (plan, epoch, step)
     train: Features
     dev: Features | None
-    evaluate: Callable[[Iterator[tuple[int, np.ndarray]]], dict[str, float]]
-    outputs: Callable[[Any], torch.Tensor]
+    evaluate: Callable[[Iterator[tuple[int, np.ndarray]]], dict[str, float]] | None
+    predict_step: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
     main_metric: str
     greater_is_better: bool
     pad_id: int
     folder: Path
     trainer: TrainerConfig
     seed: int
-    cache: dict[str, StateCache] | None = None
+    cache: CachedEncoder | None = None
     callbacks: Sequence[Callable[[LoopState], None]] = ()
     resume: bool = False
     eval_by_length: bool = True
@@ -103,6 +104,7 @@ def fit(job: Job) -> LoopState:
                 f"--resume: no checkpoint under {last.parent}; start without --resume"
             )
         state = LoopState(**ckpt.load_checkpoint(found, model, optimizer, scheduler))
+    _replan(job, state)
     wrapped, optimizer = acc.prepare(model, optimizer)
     log = RunLog(
         job.folder,
@@ -112,10 +114,8 @@ def fit(job: Job) -> LoopState:
         progress=t.progress,
         tensorboard=t.tensorboard,
     )
-    cache = CachedBackbone(model) if job.cache is not None else nullcontext()
     try:
-        with cache:
-            _run(job, wrapped, optimizer, scheduler, state, total, per_epoch, log, last, best)
+        _run(job, wrapped, optimizer, scheduler, state, total, per_epoch, log, last, best)
     finally:
         log.close()
     if state.best_step >= 0 and (best / "model.safetensors").is_file():
@@ -147,6 +147,8 @@ def _run(
         )
         batches = [b for b in batches if len(b) >= acc.num_processes * t.grad_accum]
         for indices in batches[state.batch_in_epoch :]:
+            if _replan(job, state) and acc.num_processes > 1:
+                wrapped = acc.prepare_model(job.model)  # DDP must see the new trainable set
             started = time.perf_counter()
             loss = _step(job, wrapped, optimizer, scheduler, indices)
             state.step += 1
@@ -193,6 +195,22 @@ def _run(
                 break
 
 
+def _replan(job: Job, state: LoopState) -> bool:
+    """Ask the strategy for the plan at this point; switch to it if it changed."""
+    plan = job.update_plan(job.plan, state.epoch, state.step)
+    if plan is None or plan.trainable == job.plan.trainable:
+        return False
+    unknown = plan.trainable - set(job.plan.params)
+    if unknown:
+        raise RuntimeError(
+            f"the strategy's new plan trains parameters the optimizer lacks: {sorted(unknown)[:3]}"
+        )
+    plan.params = job.plan.params
+    job.plan = plan
+    enable(job.model, plan)
+    return True
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -231,13 +249,7 @@ def _batch(
 ) -> dict[str, Any]:
     features = job.train if split == "train" else job.dev
     assert features is not None
-    batch: dict[str, Any] = collate(features, indices, job.pad_id)
-    if job.cache is not None:  # stored backbone states replace the encoder's inputs
-        for name in ("input_ids", "token_type_ids"):
-            batch.pop(name, None)
-        batch["inputs_embeds"] = job.cache[split].embeds(indices)
-    if split == "train":
-        batch.pop("index")
+    batch: dict[str, Any] = collate(features, indices, job.pad_id, values=split == "train")
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -247,20 +259,31 @@ def evaluate_dev(job: Job) -> dict[str, float]:
     model = job.model
     model.eval()
     lengths = job.dev.lengths
-    if job.cache is not None and job.cache["dev"].first:
-        lengths = np.ones(len(job.dev), dtype=np.int64)
-    size = job.trainer.eval_batch_size or 2 * job.trainer.batch_size
+    if job.cache is not None:
+        job.cache.split = "dev"
+        if job.cache.caches["dev"].first:
+            lengths = np.ones(len(job.dev), dtype=np.int64)
     rows = stream(
-        lambda batch: job.outputs(model(**batch)),
+        lambda batch: job.predict_step(model, batch),
         lengths,
         lambda idx: _batch(job, list(idx), torch.device("cpu"), "dev"),
-        batch_size=size,
+        batch_size=eval_batch_size(job.trainer),
         device=job.accelerator.device,
         autocast=job.accelerator.autocast,
         accelerator=job.accelerator,
         by_length=job.eval_by_length,
     )
-    return job.evaluate(rows)
+    try:
+        assert job.evaluate is not None
+        return job.evaluate(rows)
+    finally:
+        if job.cache is not None:
+            job.cache.split = "train"
+
+
+def eval_batch_size(trainer: TrainerConfig) -> int:
+    """``trainer.eval_batch_size``, else twice the training batch (no gradients to hold)."""
+    return trainer.eval_batch_size or 2 * trainer.batch_size
 
 
 def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
@@ -276,7 +299,7 @@ def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
         state.bad_evals = 0
         if job.accelerator.is_main_process:
             best.mkdir(parents=True, exist_ok=True)
-            ckpt.save_weights(job.model, best)
+            ckpt.save_weights(job.model, best, job.plan.params)
     else:
         state.bad_evals += 1
         patience = job.trainer.early_stopping_patience
@@ -288,5 +311,5 @@ def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
 
 def _checkpoint(job: Job, optimizer: Any, scheduler: Any, state: LoopState, last: Path) -> None:
     if job.accelerator.is_main_process:
-        ckpt.save_checkpoint(last, job.model, optimizer, scheduler, asdict(state))
+        ckpt.save_checkpoint(last, job.model, job.plan.params, optimizer, scheduler, asdict(state))
     job.accelerator.wait_for_everyone()

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from nlptune.strategies.base import Plan
+from nlptune.training.plan import Plan
 
 
 def no_decay(name: str) -> bool:
@@ -24,10 +24,11 @@ def no_decay(name: str) -> bool:
 def param_groups(
     model: torch.nn.Module, plan: Plan, lr: float, head_lr: float, weight_decay: float
 ) -> list[dict[str, Any]]:
-    """One group per (learning rate, weight decay) pair, in a deterministic order."""
+    """One group per (learning rate, weight decay) pair, in a deterministic order, over every
+    parameter of the plan (one that does not train yet has no gradient, so AdamW skips it)."""
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     named = dict(model.named_parameters())
-    for name in plan.trainable:
+    for name in plan.params:
         rate = head_lr if name in plan.head else lr * plan.lr_scale.get(name, 1.0)
         decay = 0.0 if no_decay(name) else weight_decay
         groups.setdefault((rate, decay), []).append(named[name])

