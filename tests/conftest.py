@@ -88,3 +88,54 @@ def tiny_config(model: Path, out: Path, **sections: Any) -> dict[str, Any]:
         else:
             config[name] = values
     return config
+
+
+def write_toy_plugin(root: Path) -> Path:
+    """The worked examples of docs/extending.md as an installed plugin: the code blocks that start
+    with ``# nlptune_toy/...`` become the package ``nlptune_toy`` under ``root``, registered
+    through a ``.dist-info`` with real entry points. Returns ``root`` (put it on sys.path)."""
+    import re
+
+    doc = (REPO / "docs" / "extending.md").read_text(encoding="utf-8")
+    package = root / "nlptune_toy"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text('"""docs/extending.md, as a package."""\n')
+    for block in re.findall(r"```python\n(.*?)```", doc, flags=re.S):
+        first = block.splitlines()[0]
+        if first.startswith("# nlptune_toy/"):
+            (root / first[2:].strip()).write_text(block, encoding="utf-8")
+    info = root / "nlptune_toy-0.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nlptune-toy\nVersion: 0.0\n")
+    entry = re.search(r"```toml\n(.*?)```", doc, flags=re.S)
+    assert entry is not None, "docs/extending.md lost its entry-point example"
+    lines = [x for x in entry.group(1).splitlines() if not x.startswith("#")]
+    (info / "entry_points.txt").write_text(
+        "\n".join(x.replace("project.entry-points.", "").replace('"', "") for x in lines) + "\n"
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def toy_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/extending.md's toy backbone, task and strategy, registered through entry points."""
+    import sys
+
+    from nlptune.registry import BACKBONES, STRATEGIES, TASKS
+
+    root = write_toy_plugin(tmp_path_factory.mktemp("plugin"))
+    sys.path.insert(0, str(root))
+    for registry in (TASKS, BACKBONES, STRATEGIES):
+        registry.refresh()
+    return root
+
+
+def toy_vocab(folder: Path) -> Path:
+    """A vocabulary file for the toy backbone: every word of the fixtures."""
+    words: set[str] = set()
+    for name in ("sentiment_train.tsv", "ner_train.conll", "pairs_train.tsv"):
+        for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines():
+            words.update(w.lower() for w in line.replace("\t", " ").split())
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(sorted(words)) + "\n", encoding="utf-8")
+    return path

@@ -40,7 +40,7 @@ def validate(
     """Check config, data and model files without loading weights. Returns a short summary."""
     run = _as_config(config, overrides)
     p = build.parts(run)
-    build.check(p)
+    build.check(p, run.backbone.type, run.task.type)
     splits = build.read_splits(run, p.task)
     return {
         "task": run.task.type,
@@ -79,7 +79,7 @@ def train(
     folder = Path(run.output_dir)
     _check_output_dir(folder, resume, overwrite)
     p = build.parts(run)
-    build.check(p)
+    build.check(p, run.backbone.type, run.task.type)
     splits = build.read_splits(run, p.task)  # data errors surface before weights load
 
     from nlptune.training import runtime

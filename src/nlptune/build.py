@@ -56,8 +56,18 @@ def parts(config: RunConfig) -> Parts:
     )
 
 
-def check(p: Parts) -> None:
+def check(p: Parts, backbone_type: str, task_type: str) -> None:
     """Cheap checks of the backbone (no weights) against task and strategy."""
+    from nlptune.errors import ConfigError
+
+    for spec in p.task.heads().values():
+        kind = getattr(spec.cls, "kind", "")
+        if kind not in p.backbone.head_kinds:
+            able = [n for n, b in BACKBONES if kind in getattr(b, "head_kinds", ())]
+            raise ConfigError(
+                f"backbone.type={backbone_type} can't feed the {kind} head that task "
+                f"{task_type} needs; use backbone.type {' or '.join(able) or '(none known)'}"
+            )
     p.backbone.check()
     p.strategy.check(p.backbone.num_layers())
 

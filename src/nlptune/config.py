@@ -315,22 +315,26 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
-def iter_keys() -> Iterator[tuple[str, str, Any, str]]:
+def iter_keys(builtin: bool = False) -> Iterator[tuple[str, str, Any, str]]:
     """Yield ``(key, type, default, description)`` for every config key of every registered
-    entry; used by ``nlptune list keys`` and the README's config reference. A key that only some
-    entries of a section accept names them in brackets."""
+    entry (``builtin``: of nlptune's own entries only, not plugins'); used by ``nlptune list
+    keys`` and the README's config reference. A key that only some entries of a section accept
+    names them in brackets."""
     for field, info in RunConfig.model_fields.items():
         if field in _TYPED_SECTIONS:
             registry = _TYPED_SECTIONS[field][0]
             rows: dict[str, tuple[Any, list[str]]] = {}
-            for entry_name, entry in registry:
+            entries = [
+                (n, e) for n, e in registry if not builtin or e.__module__.startswith("nlptune.")
+            ]
+            for entry_name, entry in entries:
                 for key, sub in entry.Config.model_fields.items():
                     rows.setdefault(key, (sub, []))[1].append(entry_name)
             for key, (sub, owners) in rows.items():
                 default = "(entry name)" if key == "type" else sub.default
                 only = (
                     ""
-                    if key == "type" or len(owners) == len(registry.names())
+                    if key == "type" or len(owners) == len(entries)
                     else (f" [{', '.join(owners)}]")
                 )
                 yield (
@@ -354,7 +358,7 @@ def iter_keys() -> Iterator[tuple[str, str, Any, str]]:
 def reference_markdown() -> str:
     """The config reference as a Markdown table (kept in README.md; a test compares them)."""
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    for key, kind, default, doc in iter_keys():
+    for key, kind, default, doc in iter_keys(builtin=True):
         shown = "null" if default is None else default
         lines.append(f"| `{key}` | {kind} | `{shown}` | {doc.replace('|', '/')} |")
     return "\n".join(lines) + "\n"

@@ -60,6 +60,12 @@ class Registry(Generic[T]):
         for ep in entry_points(group=f"nlptune.{self.kind}"):
             self.register(ep.name)(ep.load())
 
+    def refresh(self) -> None:
+        """Scan the entry points again (a plugin installed after the first look)."""
+        self._load()
+        for ep in entry_points(group=f"nlptune.{self.kind}"):
+            self.register(ep.name)(ep.load())
+
     def get(self, name: str) -> T:
         """Return the entry called ``name`` or raise a ConfigError listing the known names."""
         self._load()

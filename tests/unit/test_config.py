@@ -71,4 +71,4 @@ def test_shipped_configs_validate(path: Path) -> None:
 
     config = load_config(path)
     assert config.output_dir.startswith("runs/")
-    build.check(build.parts(config))
+    build.check(build.parts(config), config.backbone.type, config.task.type)

@@ -107,6 +107,7 @@ class Backbone(Protocol):
     a trained :class:`~nlptune.heads.TaskModel`."""
 
     Config: ClassVar[type[BackboneConfig]]
+    head_kinds: ClassVar[frozenset[str]]  # the head kinds it can feed ("classification", ...)
 
     def check(self) -> None:
         """Before weights load: the path exists and is a model of this family. Raises

@@ -122,6 +122,7 @@ class HFEncoder:
     """A transformers encoder (BERT, RoBERTa, MPNet, DeBERTa, ...) from a folder, hub or package."""
 
     Config = BackboneConfig
+    head_kinds = frozenset({"classification", "token", "span", "target"})
 
     def __init__(self, path: str, max_length: int = 256) -> None:
         self.path, self.max_length = path, max_length

@@ -35,7 +35,9 @@ class Frozen:
         return None
 
     def apply(self, model: Any, new: set[str]) -> tuple[nn.Module, Plan]:
-        plan = layer_plan(model, new, lambda group: group == "head", cache_backbone=self.cache)
+        plan = layer_plan(model, new, lambda group: group == "head")
+        # newly initialised encoder weights train like the head, and then nothing may be cached
+        plan.cache_backbone = self.cache and not any(n.startswith("encoder.") for n in plan.params)
         return model, plan
 
     def update(self, plan: Plan, epoch: int, step: int) -> Plan | None:

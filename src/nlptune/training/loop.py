@@ -104,6 +104,7 @@ def fit(job: Job) -> LoopState:
                 f"--resume: no checkpoint under {last.parent}; start without --resume"
             )
         state = LoopState(**ckpt.load_checkpoint(found, model, optimizer, scheduler))
+    enable(model, job.plan)
     _replan(job, state)
     wrapped, optimizer = acc.prepare(model, optimizer)
     log = RunLog(

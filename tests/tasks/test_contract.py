@@ -1,0 +1,149 @@
+"""The contract every registered task meets on every backbone family that can feed its heads.
+
+For each task x family: train a few steps on a fixture, save, load in a fresh Predictor and get
+the metrics the run measured (the same predictions); prediction output follows input order;
+outputs stream so that a task reading several items per example gets them in order. A family
+that cannot feed a task's heads is refused at config time (checked, not skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nlptune
+from nlptune.errors import ConfigError
+from nlptune.registry import BACKBONES, TASKS
+
+from ..conftest import FIXTURES, REPO, tiny_config, toy_vocab
+
+DATA: dict[str, dict[str, Any]] = {
+    "text_classification": {
+        "train": "sentiment_train.tsv",
+        "dev": "sentiment_dev.tsv",
+        "text": "sentence",
+    },
+    "sentence_pair": {
+        "train": "pairs_train.tsv",
+        "dev": "pairs_dev.tsv",
+        "text": "sentence1",
+        "text_pair": "sentence2",
+    },
+    "sequence_labelling": {"train": "ner_train.conll", "dev": "ner_dev.conll", "tag_column": 3},
+    "word_sense": {"train": "streusle_train.conllulex", "dev": "streusle_dev.conllulex"},
+    "extractive_qa": {"train": "squad_v1_train.json", "dev": "squad_v1_dev.json"},
+}
+TASK_SETTINGS = {"extractive_qa": {"doc_stride": 8}}
+FAMILIES = ["hf_encoder", "toy_bag"]
+
+
+def test_every_builtin_task_has_a_contract_case() -> None:
+    builtin = {n for n, cls in TASKS if cls.__module__.startswith("nlptune.")}
+    assert builtin == set(DATA), "add the new task to tests/tasks/test_contract.py DATA"
+
+
+def _config(task: str, family: str, model: Path, out: Path, **extra: Any) -> dict[str, Any]:
+    data = {k: (str(FIXTURES / v) if k in ("train", "dev") else v) for k, v in DATA[task].items()}
+    config = tiny_config(
+        model,
+        out,
+        task={"type": task, **TASK_SETTINGS.get(task, {})},
+        trainer={"max_steps": 6, "eval_every": 3, "lr": 5e-3},
+        **extra,
+    )
+    config["data"] = data
+    if family == "toy_bag":
+        config["backbone"] = {"type": "toy_bag", "path": str(model), "max_length": 32}
+    return config
+
+
+@pytest.fixture
+def model_for(tiny_bert: Path, toy_plugin: Path, tmp_path: Path) -> Any:
+    return lambda family: tiny_bert if family == "hf_encoder" else toy_vocab(tmp_path)
+
+
+def _shown(rows: list[dict[str, Any]]) -> str:
+    """Predictions as text with scores rounded (batch composition moves the last digits)."""
+
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float):
+            return round(value, 4)
+        if isinstance(value, dict):
+            return {k: rounded(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rounded(v) for v in value]
+        return value
+
+    return json.dumps(rounded(rows), sort_keys=True)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("task", sorted(DATA))
+def test_train_save_load_predict(task: str, family: str, model_for: Any, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = _config(task, family, model_for(family), out)
+    heads = {spec.cls.kind for spec in TASKS.get(task)(max_length=32).heads().values()}
+    if not heads <= BACKBONES.get(family).head_kinds:
+        with pytest.raises(ConfigError, match="can't feed"):
+            nlptune.validate(config)
+        return
+    result = nlptune.train(config)
+    assert result.metrics["steps"] == 6
+
+    predictor = nlptune.Predictor.from_dir(out)  # a fresh Predictor: the one load path
+    dev = config["data"]["dev"]
+    assert predictor.evaluate(dev) == pytest.approx(result.metrics["dev"], abs=1e-6)
+
+    examples = predictor.task.read(dev, labelled=False)
+    features = predictor._featurize(examples, labelled=False)
+    order = [i for i, _ in predictor._stream(features)]
+    assert sorted(order) == list(range(len(features)))  # every item scored once
+    if not predictor.task.eval_by_length:  # the items of one example arrive together, in order
+        assert order == sorted(order)
+
+    rows = predictor.predict(examples)
+    assert len(rows) == len(examples)
+    backwards = predictor.predict(examples[::-1])
+    assert _shown(backwards[::-1]) == _shown(rows)  # output follows input order
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_predict_in_a_fresh_process(family: str, model_for: Any, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    nlptune.train(_config("text_classification", family, model_for(family), out))
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("a great film\nawful and boring\nthe music\n")
+    # the plugin is on sys.path (the toy_plugin fixture), so the child process finds it too
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "nlptune", "predict", str(out), "--input", str(inputs)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    theirs = [json.loads(x) for x in result.stdout.splitlines()]
+    ours = nlptune.Predictor.from_dir(out).predict(inputs.read_text().splitlines())
+    assert _shown(theirs) == _shown(ours)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("strategy", ["full", "frozen", "last_k"])
+def test_strategies(strategy: str, family: str, model_for: Any, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    extra = {"k": 1} if strategy == "last_k" else {}
+    config = _config("sequence_labelling", family, model_for(family), out)
+    config["strategy"] = {"type": strategy, "freeze_embeddings": False, **extra}
+    result = nlptune.train(config)
+    predictor = nlptune.Predictor.from_dir(out)
+    assert predictor.evaluate(config["data"]["dev"]) == pytest.approx(
+        result.metrics["dev"], abs=1e-6
+    )
