@@ -94,16 +94,17 @@ def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
         set_seed,
     )
 
-    from nlptune.config import DataConfig
-    from nlptune.tasks.extractive_qa import ExtractiveQA, ExtractiveQAConfig
+    from nlptune.backbones.hf_text import HFTextEncoder
+    from nlptune.tasks.extractive_qa import ExtractiveQA
 
     path = spec["model"] or _packaged()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    task = ExtractiveQA(ExtractiveQAConfig(version="v1", doc_stride=STRIDE), DataConfig())
+    task = ExtractiveQA(max_length=MAX_LENGTH, version="v1", doc_stride=STRIDE)
     train_ex, dev_ex = task.read(spec["train"]), task.read(spec["dev"])
     task.fit(train_ex)
-    train_f = task.featurize(train_ex, tokenizer, MAX_LENGTH)
-    dev_f = task.featurize(dev_ex, tokenizer, MAX_LENGTH)
+    text = HFTextEncoder(tokenizer)
+    train_f = task.featurize(train_ex, text)
+    dev_f = task.featurize(dev_ex, text)
 
     def padded(features: Any, labelled: bool) -> list[dict[str, Any]]:
         rows = []

@@ -208,7 +208,7 @@ def train_model(
     trained, cache = model, None
     if plan.cache_backbone:
         if p.task.cache_mode:
-            cache = frozen_cache(run, p.task, model, splits, text, accelerator)
+            cache = frozen_cache(run, model, splits, text, accelerator)
             trained = model.with_encoder(cache)
             logger.info("frozen backbone: outputs computed once and reused every epoch")
         else:
@@ -242,17 +242,19 @@ def train_model(
 
 
 def frozen_cache(
-    run: RunConfig, task: Task, model: TaskModel, splits: dict[str, Dataset], text: Any, acc: Any
+    run: RunConfig, model: TaskModel, splits: dict[str, Dataset], text: Any, acc: Any
 ) -> Any:
-    """A CachedEncoder holding what the heads read of the frozen encoder, for train and dev."""
+    """A CachedEncoder holding what the heads read of the frozen encoder (the first token's
+    state when every head reads only that, else every token's), for train and dev."""
     from nlptune.training.frozen_cache import CachedEncoder, compute_states
     from nlptune.training.loop import eval_batch_size
 
+    first = all(getattr(head, "reads", "all") == "first" for head in model.heads.values())
     caches: dict[str, Any] = {
         split: compute_states(
             model.encoder,
             splits[split].feats,
-            task.cache_mode == "first",
+            first,
             text.pad_id,
             batch_size=eval_batch_size(run.trainer),
             device=acc.device,

@@ -35,6 +35,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._broken: dict[str, str] = {}  # entry points that failed to import: name -> why
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -57,18 +58,35 @@ class Registry(Generic[T]):
         self._loaded = True
         for module in _BUILTIN_MODULES[self.kind]:
             importlib.import_module(f"nlptune.{self.kind}.{module}")
-        for ep in entry_points(group=f"nlptune.{self.kind}"):
-            self.register(ep.name)(ep.load())
+        self._load_entry_points()
 
     def refresh(self) -> None:
         """Scan the entry points again (a plugin installed after the first look)."""
         self._load()
+        self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        """Add the entries of installed packages. One that fails to import is remembered and
+        named when asked for; one that takes a name already taken is a ConfigError."""
         for ep in entry_points(group=f"nlptune.{self.kind}"):
-            self.register(ep.name)(ep.load())
+            try:
+                obj = ep.load()
+            except Exception as err:  # a third party's import error must not end nlptune
+                self._broken[ep.name] = f"{ep.value} fails to import: {type(err).__name__}: {err}"
+                continue
+            try:
+                self.register(ep.name)(obj)
+            except ValueError as err:
+                raise ConfigError(f"entry point nlptune.{self.kind}:{ep.name}: {err}") from None
 
     def get(self, name: str) -> T:
         """Return the entry called ``name`` or raise a ConfigError listing the known names."""
         self._load()
+        if name in self._broken and name not in self._entries:
+            raise ConfigError(
+                f"{self.kind[:-1] if self.kind != 'strategies' else 'strategy'} "
+                f"'{name}' is installed, but {self._broken[name]}"
+            )
         if name not in self._entries:
             raise ConfigError(
                 f"unknown {self.kind[:-1] if self.kind != 'strategies' else 'strategy'} "

@@ -17,10 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from nlptune.backbones.base import Export, LayerGroup
+from nlptune.backbones.hf_export import (
+    AUTO_CLASSES,
+    LAYOUT,
+    label_config,
+    load_extra,
+    split_head,
+    standard_class,
+)
 from nlptune.backbones.hf_paths import quiet_transformers, resolve_model_path
 from nlptune.backbones.hf_text import HFTextEncoder
 from nlptune.config import BackboneConfig
@@ -29,39 +37,6 @@ from nlptune.registry import BACKBONES
 
 logger = logging.getLogger("nlptune")
 
-AUTO_CLASSES = {
-    "sequence_classification": "AutoModelForSequenceClassification",
-    "token_classification": "AutoModelForTokenClassification",
-    "question_answering": "AutoModelForQuestionAnswering",
-    "encoder": "AutoModel",
-}
-# model_type -> layout of transformers' sequence-classification head
-LAYOUT = {
-    "bert": "bert",
-    "roberta": "roberta",
-    "xlm-roberta": "roberta",
-    "camembert": "roberta",
-    "mpnet": "roberta",
-    "electra": "electra",
-    "deberta": "deberta",
-    "deberta-v2": "deberta",
-    "distilbert": "distilbert",
-}
-# (kind, layout) -> our head's module -> the transformers module ({p}: base_model_prefix)
-HEAD_NAMES: dict[tuple[str, str], dict[str, str]] = {
-    ("sequence_classification", "bert"): {"pooler": "{p}.pooler.dense", "out": "classifier"},
-    ("sequence_classification", "roberta"): {
-        "pooler": "classifier.dense",
-        "out": "classifier.out_proj",
-    },
-    ("sequence_classification", "deberta"): {"pooler": "pooler.dense", "out": "classifier"},
-    ("sequence_classification", "distilbert"): {"pooler": "pre_classifier", "out": "classifier"},
-    **{("token_classification", lay): {"classifier": "classifier"} for lay in set(LAYOUT.values())},
-    **{("question_answering", lay): {"qa_outputs": "qa_outputs"} for lay in set(LAYOUT.values())},
-}
-HEAD_NAMES[("sequence_classification", "electra")] = HEAD_NAMES[
-    ("sequence_classification", "roberta")
-]
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -206,11 +181,11 @@ class HFEncoder:
         import transformers
 
         base = model.encoder.base
-        kind, names = _standard(export, base.config.model_type)
+        kind, names = standard_class(export, base.config.model_type)
         config = copy.deepcopy(base.config)
-        _label_config(config, export)
+        label_config(config, export)
         first, *rest = model.heads.items()
-        mapped, extra = _split_head(first[1].state_dict(), names, base.base_model_prefix)
+        mapped, extra = split_head(first[1].state_dict(), names, base.base_model_prefix)
         for name, head in rest:
             extra.update({f"{name}.{k}": v for k, v in head.state_dict().items()})
         if kind == "encoder":
@@ -239,7 +214,7 @@ class HFEncoder:
 
         with quiet_transformers():
             config = transformers.AutoConfig.from_pretrained(folder)
-            kind, names = _standard(export, config.model_type)
+            kind, names = standard_class(export, config.model_type)
             loaded = getattr(transformers, AUTO_CLASSES[kind]).from_pretrained(
                 folder, dtype=torch.float32
             )
@@ -259,67 +234,9 @@ class HFEncoder:
             for leaf in ("weight", "bias"):
                 head_state[f"{ours}.{leaf}"] = state[f"{theirs.format(p=prefix)}.{leaf}"]
         own = set(first[1].state_dict())
-        extra = _load_extra(folder, export.extra, own)
+        extra = load_extra(folder, export.extra, own)
         first[1].load_state_dict(head_state | {k: v for k, v in extra.items() if k in own})
         for name, head in rest:
             part = {k[len(name) + 1 :]: v for k, v in extra.items() if k.startswith(f"{name}.")}
             head.load_state_dict(part)
         return model, HFTextEncoder(tokenizer)
-
-
-def _standard(export: Export, model_type: str) -> tuple[str, dict[str, str]]:
-    """The transformers class to save as, and the head-module name map; an architecture whose
-    head layout nlptune does not know is saved as a base model plus our own head file."""
-    if export.kind == "encoder":
-        return "encoder", {}
-    names = HEAD_NAMES.get((export.kind, LAYOUT.get(model_type, "")))
-    if names is None:
-        logger.warning(
-            "%s: nlptune does not know where %s keeps its %s head; model/ holds the encoder in "
-            "transformers format and the head as %s.safetensors",
-            model_type,
-            model_type,
-            export.kind,
-            export.extra,
-        )
-        return "encoder", {}
-    return export.kind, names
-
-
-def _label_config(config: Any, export: Export) -> None:
-    if export.kind == "encoder":
-        return
-    names = list(export.label_names) or ["score"]
-    config.num_labels = len(names) if export.kind != "question_answering" else 2
-    if export.kind != "question_answering":
-        config.id2label = dict(enumerate(names))
-        config.label2id = {n: i for i, n in enumerate(names)}
-    for key, value in export.settings.items():
-        setattr(config, key, value)
-
-
-def _split_head(
-    state: dict[str, torch.Tensor], names: dict[str, str], prefix: str
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Head weights under transformers' names, and the rest (kept in our own file)."""
-    mapped, extra = {}, {}
-    for key, value in state.items():
-        module, _, leaf = key.rpartition(".")
-        if module in names:
-            mapped[f"{names[module].format(p=prefix)}.{leaf}"] = value
-        else:
-            extra[key] = value
-    return mapped, extra
-
-
-def _load_extra(folder: Path, stem: str, own: set[str]) -> dict[str, torch.Tensor]:
-    """Our own head weights, under their names in the model (``stem.`` was left out on save)."""
-    path = folder / f"{stem}.safetensors"
-    if not path.is_file():
-        return {}
-    tensors = load_file(str(path))
-    keys = json.loads((folder / f"{stem}.json").read_text()).get("keys")
-    if keys is None:  # saved before nlptune listed the keys: names relative to the head
-        keys = [k if k in own else f"{stem}.{k}" for k in tensors]
-    by_short = {k.removeprefix(f"{stem}."): k for k in keys}
-    return {by_short.get(k, k): v for k, v in tensors.items()}

@@ -25,7 +25,9 @@ from nlptune.heads.model import HeadSpec
 class Task(Protocol):
     Config: ClassVar[type[TaskConfig]]
     DATA_ARGS: ClassVar[Mapping[str, str]]  # data.<key> -> constructor argument
-    cache_mode: ClassVar[str | None]  # frozen backbone: store "first" token, "all", or None
+    # frozen backbone: None when its states must not be stored (too many: QA windows); else
+    # "first"/"all" as its heads read (the cache stores what the heads declare they read)
+    cache_mode: ClassVar[str | None]
     eval_by_length: ClassVar[bool]  # False: the items of one example must arrive together
 
     @property
