@@ -150,7 +150,9 @@ class HFEncoder:
         dropout: Any = getattr(config, "classifier_dropout", None)
         if dropout is None:
             dropout = getattr(config, "hidden_dropout_prob", 0.1)
-        options: dict[str, Any] = {"init_std": float(getattr(config, "initializer_range", 0.02))}
+        options: dict[str, Any] = {}
+        if kind in ("classification", "token", "span"):  # as transformers initialises its heads
+            options["init_std"] = float(getattr(config, "initializer_range", 0.02))
         if kind in ("classification", "token", "target"):
             options["dropout"] = float(dropout)
         if kind == "classification":

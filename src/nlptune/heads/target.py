@@ -16,13 +16,18 @@ class TargetHead(nn.Module):
     reads: ClassVar[str] = "all"
 
     def __init__(
-        self, hidden_size: int, num_labels: int, dropout: float = 0.1, init_std: float = 0.02
+        self,
+        hidden_size: int,
+        num_labels: int,
+        dropout: float = 0.1,
+        init_std: float | None = None,
     ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_labels)
-        nn.init.normal_(self.classifier.weight, std=init_std)
-        nn.init.zeros_(self.classifier.bias)
+        self.classifier = nn.Linear(hidden_size, num_labels)  # None: torch's default init
+        if init_std is not None:
+            nn.init.normal_(self.classifier.weight, std=init_std)
+            nn.init.zeros_(self.classifier.bias)
 
     def forward(
         self, states: torch.Tensor, batch: Mapping[str, torch.Tensor]
