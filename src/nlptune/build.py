@@ -21,6 +21,7 @@ from nlptune.config import RunConfig, validate
 from nlptune.data import features as feats
 from nlptune.data.features import Features
 from nlptune.data.split import hold_out
+from nlptune.errors import ConfigError
 from nlptune.heads.model import TaskModel
 from nlptune.registry import BACKBONES, STRATEGIES, TASKS
 from nlptune.tasks.base import Task
@@ -58,10 +59,8 @@ def parts(config: RunConfig) -> Parts:
 
 def check(p: Parts, backbone_type: str, task_type: str) -> None:
     """Cheap checks of the backbone (no weights) against task and strategy."""
-    from nlptune.errors import ConfigError
-
     for spec in p.task.heads().values():
-        kind = getattr(spec.cls, "kind", "")
+        kind = spec.kind
         if kind not in p.backbone.head_kinds:
             able = [n for n, b in BACKBONES if kind in getattr(b, "head_kinds", ())]
             raise ConfigError(
@@ -130,7 +129,7 @@ def make_model(task: Task, backbone: Any, encoder: Any, pretrained: bool) -> Tas
     has for them (BERT's pooler)."""
     heads, weights = {}, {}
     for name, spec in task.heads().items():
-        kind = getattr(spec.cls, "kind", "")
+        kind = spec.kind
         options = backbone.head_options(kind, encoder)
         accepted = inspect.signature(spec.cls).parameters
         options = {k: v for k, v in options.items() if k in accepted and k not in spec.args}

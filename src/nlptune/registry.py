@@ -82,14 +82,12 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """Return the entry called ``name`` or raise a ConfigError listing the known names."""
         self._load()
+        one = "strategy" if self.kind == "strategies" else self.kind[:-1]
         if name in self._broken and name not in self._entries:
-            raise ConfigError(
-                f"{self.kind[:-1] if self.kind != 'strategies' else 'strategy'} "
-                f"'{name}' is installed, but {self._broken[name]}"
-            )
+            raise ConfigError(f"{one} '{name}' is installed, but {self._broken[name]}")
         if name not in self._entries:
             raise ConfigError(
-                f"unknown {self.kind[:-1] if self.kind != 'strategies' else 'strategy'} "
+                f"unknown {one} "
                 f"'{name}'{did_you_mean(name, self._entries)}; "
                 f"known: {', '.join(sorted(self._entries))}"
             )

@@ -88,7 +88,7 @@ def _shown(rows: list[dict[str, Any]]) -> str:
 def test_train_save_load_predict(task: str, family: str, model_for: Any, tmp_path: Path) -> None:
     out = tmp_path / "run"
     config = _config(task, family, model_for(family), out)
-    heads = {spec.cls.kind for spec in TASKS.get(task)(max_length=32).heads().values()}
+    heads = {spec.kind for spec in TASKS.get(task)(max_length=32).heads().values()}
     if not heads <= BACKBONES.get(family).head_kinds:
         with pytest.raises(ConfigError, match="can't feed"):
             nlptune.validate(config)

@@ -8,6 +8,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from nlptune.heads.layers import init_linear
+
 ACTIVATIONS = {"tanh": nn.Tanh, "gelu": nn.GELU, "relu": nn.ReLU}
 
 
@@ -43,8 +45,7 @@ class ClassificationHead(nn.Module):
         self.out = nn.Linear(hidden_size, num_labels)
         for layer in (self.pooler, self.out):
             if layer is not None:
-                nn.init.normal_(layer.weight, std=init_std)
-                nn.init.zeros_(layer.bias)
+                init_linear(layer, init_std)
 
     def forward(
         self, states: torch.Tensor, batch: Mapping[str, torch.Tensor]

@@ -20,6 +20,11 @@ class HeadSpec:
     args: Mapping[str, Any] = field(default_factory=dict)
     weight: float = 1.0
 
+    @property
+    def kind(self) -> str:
+        """The head's kind (``classification``, ``token``, ...): what a backbone must feed."""
+        return str(getattr(self.cls, "kind", ""))
+
 
 class TaskModel(nn.Module):
     """``encoder(batch) -> states (B, T, H)``, then every head reads the states and the batch.

@@ -8,6 +8,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from nlptune.heads.layers import init_linear
+
 
 class SpanHead(nn.Module):
     """Linear (H -> 2) over every token: ``start_logits`` and ``end_logits`` (B, T).
@@ -21,9 +23,7 @@ class SpanHead(nn.Module):
 
     def __init__(self, hidden_size: int, init_std: float = 0.02) -> None:
         super().__init__()
-        self.qa_outputs = nn.Linear(hidden_size, 2)
-        nn.init.normal_(self.qa_outputs.weight, std=init_std)
-        nn.init.zeros_(self.qa_outputs.bias)
+        self.qa_outputs = init_linear(nn.Linear(hidden_size, 2), init_std)
 
     def forward(
         self, states: torch.Tensor, batch: Mapping[str, torch.Tensor]

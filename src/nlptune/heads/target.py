@@ -8,6 +8,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from nlptune.heads.layers import init_linear
+
 
 class TargetHead(nn.Module):
     """Pools the tokens marked by ``target_mask`` (B, T) and classifies the pooled vector."""
@@ -24,10 +26,7 @@ class TargetHead(nn.Module):
     ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_labels)  # None: torch's default init
-        if init_std is not None:
-            nn.init.normal_(self.classifier.weight, std=init_std)
-            nn.init.zeros_(self.classifier.bias)
+        self.classifier = init_linear(nn.Linear(hidden_size, num_labels), init_std)
 
     def forward(
         self, states: torch.Tensor, batch: Mapping[str, torch.Tensor]

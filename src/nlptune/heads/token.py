@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from nlptune.heads.crf import CRF
+from nlptune.heads.layers import init_linear
 
 
 class TokenHead(nn.Module):
@@ -36,9 +37,7 @@ class TokenHead(nn.Module):
         super().__init__()
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_labels)
-        nn.init.normal_(self.classifier.weight, std=init_std)
-        nn.init.zeros_(self.classifier.bias)
+        self.classifier = init_linear(nn.Linear(hidden_size, num_labels), init_std)
         self.crf = CRF(crf_labels) if crf_labels is not None else None
 
     def forward(

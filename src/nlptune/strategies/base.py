@@ -55,8 +55,9 @@ def group_of(model: Any, new: set[str]) -> dict[str, str]:
 
 def depth(group: str, n: int) -> int:
     """Embeddings 0, layer i at i, top at n (for layer-wise learning-rate decay)."""
-    if group.startswith("layer."):
-        return int(group.split(".", 1)[1])
+    index = layer_index(group)
+    if index is not None:
+        return index
     return n if group == "top" else 0
 
 
@@ -70,7 +71,7 @@ def layer_plan(
 ) -> Plan:
     """A plan from ``trains(group) -> bool`` over :func:`group_of`; sets ``requires_grad``."""
     groups = group_of(model, new)
-    n = sum(g.name.startswith("layer.") for g in model.encoder.layer_groups())
+    n = num_layers(model)
     params, head, scale = [], set(), {}
     for name, _ in model.named_parameters():
         group = groups.get(name, "head")
@@ -84,6 +85,11 @@ def layer_plan(
     plan = Plan(params, set(params), head, scale, cache_backbone)
     enable(model, plan)
     return plan
+
+
+def num_layers(model: Any) -> int:
+    """How many ``layer.i`` groups the model's encoder declares."""
+    return sum(layer_index(g.name) is not None for g in model.encoder.layer_groups())
 
 
 def layer_index(group: str) -> int | None:

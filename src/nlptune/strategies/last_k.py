@@ -9,7 +9,7 @@ from torch import nn
 
 from nlptune.errors import ModelError
 from nlptune.registry import STRATEGIES
-from nlptune.strategies.base import DecayConfig, layer_index, layer_plan
+from nlptune.strategies.base import DecayConfig, layer_index, layer_plan, num_layers
 from nlptune.training.plan import Plan
 
 
@@ -34,7 +34,7 @@ class LastK:
             raise ModelError(f"strategy.k={self.k} but the backbone has only {num_layers} layers")
 
     def apply(self, model: Any, new: set[str]) -> tuple[nn.Module, Plan]:
-        n = sum(g.name.startswith("layer.") for g in model.encoder.layer_groups())
+        n = num_layers(model)
         self.check(n)
         lowest = n - self.k
 
