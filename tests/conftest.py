@@ -139,3 +139,159 @@ def toy_vocab(folder: Path) -> Path:
     path = folder / "vocab.txt"
     path.write_text("\n".join(sorted(words)) + "\n", encoding="utf-8")
     return path
+
+
+TRANSLATE = FIXTURES / "translate"
+
+
+def _word_tokenizer(specials: list[str], template: str, **tokens: str) -> Any:
+    """A whitespace word-level fast tokenizer trained on the translation fixture (both sides)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    unk = tokens["unk_token"]
+    tok = Tokenizer(models.WordLevel(unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.train(
+        [str(TRANSLATE / "train.en"), str(TRANSLATE / "train.de")],
+        trainers.WordLevelTrainer(special_tokens=specials),
+    )
+    ids = {t: tok.token_to_id(t) for t in specials}
+    tok.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(t, ids[t]) for t in specials if t in template]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **tokens)
+
+
+def build_tiny_t5(folder: Path) -> Path:
+    """A 2+2-layer T5 (d_model 64) with a word-level tokenizer over the translation fixture."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    tokenizer = _word_tokenizer(
+        ["<pad>", "</s>", "<unk>"],
+        "$A </s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_bart(folder: Path) -> Path:
+    """A 2+2-layer BART (d_model 64) with a word-level tokenizer over the translation fixture."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    tokenizer = _word_tokenizer(
+        ["<s>", "<pad>", "</s>", "<unk>"],
+        "<s> $A </s>",
+        bos_token="<s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_position_embeddings=64,
+        dropout=0.0,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=2,
+    )
+    BartForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_translate_bert(folder: Path) -> Path:
+    """A 2-layer BERT whose WordPiece vocabulary covers the translation fixture (lower case,
+    accents kept), to warm-start a bert2bert model from."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    torch.manual_seed(0)
+    words = sorted(
+        {w for name in ("train.en", "train.de") for w in (TRANSLATE / name).read_text().split()}
+    )
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    tokenizer = BertTokenizer(
+        vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, strip_accents=False
+    )
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=0,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny_t5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bart(tmp_path_factory.mktemp("tiny_bart"))
+
+
+@pytest.fixture(scope="session")
+def translate_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_translate_bert(tmp_path_factory.mktemp("translate_bert"))
+
+
+def translate_config(model: Path, out: Path, **sections: Any) -> dict[str, Any]:
+    """A text_to_text run on the 20-pair en->de fixture (dev: its first 5 pairs)."""
+    config = tiny_config(
+        model,
+        out,
+        task={"type": "text_to_text", "max_target_length": 24},
+        data={
+            "train": str(TRANSLATE / "train"),
+            "dev": str(TRANSLATE / "dev"),
+            "source_lang": "en",
+            "target_lang": "de",
+        },
+        backbone={"type": "hf_seq2seq", "path": str(model), "max_length": 32},
+        trainer={"epochs": 100, "batch_size": 10, "lr": 3e-3, "eval_every": 100},
+    )
+    config["data"].pop("text")
+    config["data"].pop("label")
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    return config

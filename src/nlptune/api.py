@@ -92,6 +92,7 @@ def train(
     accelerator.wait_for_everyone()
     started = time.perf_counter()
     text = p.backbone.text_encoder()
+    build.use_text(p.task, text)
     with accelerator.main_process_first():
         for name, data in splits.items():
             data.features, hit = build.featurize(run, p.task, text, data)

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from nlptune.data.features import atomic_write, file_digest
+from nlptune.data.features import atomic_write, source_digest
 from nlptune.errors import NlptuneError
 
 META = "meta.json"
@@ -101,7 +101,7 @@ def run_meta(seed: int, data_files: dict[str, str]) -> dict[str, Any]:
         "versions": versions,
         "seed": seed,
         "data": {
-            split: {"path": path, "sha256": file_digest(path) if Path(path).exists() else None}
+            split: {"path": path, "sha256": source_digest(path)}
             for split, path in data_files.items()
         },
         "git_revision": _git_revision(),

@@ -111,7 +111,7 @@ def featurize(config: RunConfig, task: Task, text: Any, data: Dataset) -> tuple[
     """Features of ``data``, from the on-disk cache when the same data, text encoder and task
     settings were seen before. Returns ``(features, cache_hit)``."""
     key = [
-        feats.file_digest(data.path) if Path(data.path).exists() else data.path,
+        feats.source_digest(data.path) or data.path,
         data.part,
         text.fingerprint(),
         config.backbone.max_length,
@@ -122,6 +122,18 @@ def featurize(config: RunConfig, task: Task, text: Any, data: Dataset) -> tuple[
         key,
         lambda: task.featurize(data.examples, text),
     )
+
+
+def use_text(task: Task, text: Any) -> None:
+    """Give the text encoder to a task that turns ids back into text (``use_text``)."""
+    hook = getattr(task, "use_text", None)
+    if hook is not None:
+        hook(text)
+
+
+def rounded(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics rounded to 6 places (strings such as a sacreBLEU signature kept as they are)."""
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
 def make_model(task: Task, backbone: Any, encoder: Any, pretrained: bool) -> TaskModel:
@@ -174,6 +186,7 @@ def load_trained(folder: Path) -> Trained:
         p.task.export(),
         lambda encoder: make_model(p.task, p.backbone, encoder, False),
     )
+    use_text(p.task, text)
     return Trained(config, p.task, model, text)
 
 
@@ -216,7 +229,7 @@ def train_model(
                 "backbone runs each step (no cached outputs)"
             )
     torch.manual_seed(run.seed)  # dropout stream
-    dev = splits.get("dev")
+    dev = eval_sample(run, p.task, splits.get("dev"), text)
     job = Job(
         accelerator=accelerator,
         model=trained,
@@ -284,5 +297,23 @@ def score_split(
         accelerator=accelerator,
         by_length=task.eval_by_length,
     )
-    result = task.evaluate(rows, data.examples, data.feats)
-    return {k: round(v, 6) for k, v in result.items()}
+    return rounded(task.evaluate(rows, data.examples, data.feats))
+
+
+def eval_sample(run: RunConfig, task: Task, dev: Dataset | None, text: Any) -> Dataset | None:
+    """The dev examples evaluated during training: all, or a fixed random sample of
+    ``trainer.eval_samples`` (seeded; the final evaluation uses the whole dev set)."""
+    n = run.trainer.eval_samples
+    if dev is None or n is None or n >= len(dev.examples):
+        return dev
+    import numpy as np
+
+    picked = np.sort(np.random.default_rng(run.seed).choice(len(dev.examples), n, replace=False))
+    examples = [dev.examples[i] for i in picked]
+    logger.info(
+        "evaluating on %d of %d dev examples during training (trainer.eval_samples); the whole "
+        "dev set at the end",
+        n,
+        len(dev.examples),
+    )
+    return Dataset(dev.path, examples, task.featurize(examples, text), part=f"sample-{n}")

@@ -47,16 +47,26 @@ class DataConfig(Section):
     dev: str | None = Field(None, description="development data, evaluated during training")
     test: str | None = Field(None, description="test data, evaluated once with the best model")
     format: Literal[
-        "auto", "csv", "tsv", "jsonl", "hf", "conll", "conllu", "streusle", "semeval"
+        "auto", "csv", "tsv", "jsonl", "hf", "conll", "conllu", "streusle", "semeval", "squad"
     ] = Field(
         "auto",
         description="file format; auto = from the file name and the task (.csv .tsv .jsonl, "
-        "folder = hf; conll/conllu for tagging; .conllulex = streusle, .xml = semeval)",
+        "folder = hf; conll/conllu for tagging; .conllulex = streusle, .xml = semeval; SQuAD "
+        ".json = squad)",
     )
     text: Column = Field("text", description="column with the text (name or 0-based index)")
     text_pair: Column | None = Field(None, description="column with the second text of a pair")
     label: Column | list[Column] = Field(
         "label", description="label column; a list of columns (0/1 each) means multi-label"
+    )
+    target: Column = Field("target", description="text_to_text: column with the target text")
+    source_lang: str | None = Field(
+        None,
+        description="text_to_text: parallel text files, data.train is the prefix of "
+        "<train>.<source_lang>[.gz]",
+    )
+    target_lang: str | None = Field(
+        None, description="text_to_text: the target side's suffix (<train>.<target_lang>[.gz])"
     )
     label_sep: str | None = Field(
         None, description="separator that splits one label cell into several labels (multi-label)"
@@ -130,6 +140,12 @@ class TrainerConfig(Section):
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping norm (null: off)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = bf16 where the CPU/GPU supports it, else fp32"
+    )
+    eval_samples: int | None = Field(
+        None,
+        ge=1,
+        description="evaluate on a fixed random sample of this many dev examples during training "
+        "(the full dev set at the end; null: all)",
     )
     eval_every: int | None = Field(
         None, ge=1, description="evaluate every N optimizer steps (null: after each epoch)"

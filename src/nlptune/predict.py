@@ -78,12 +78,12 @@ class Predictor:
         )
         return result
 
-    def evaluate(self, path: str) -> dict[str, float]:
+    def evaluate(self, path: str) -> dict[str, Any]:
         """Metrics on a labelled file read with the run's data settings."""
         examples = self.task.read(path)
         features = self._featurize(examples, labelled=True)
-        scores: dict[str, float] = self.task.evaluate(self._stream(features), examples, features)
-        return {k: round(v, 6) for k, v in scores.items()}
+        scores: dict[str, Any] = self.task.evaluate(self._stream(features), examples, features)
+        return build.rounded(scores)
 
     def predict_file(self, path: str) -> list[dict[str, Any]]:
         """Predictions for a text file (one input per line; a tab separates a pair), a JSON Lines

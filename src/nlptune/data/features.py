@@ -97,6 +97,19 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def source_digest(path: str) -> str | None:
+    """sha256 of a data file or folder; for a file prefix (parallel text: ``train`` for
+    ``train.en`` + ``train.de``), of every ``prefix.*`` file; None when nothing is on disk (a
+    hub id)."""
+    p = Path(path)
+    if p.exists():
+        return file_digest(p)
+    sides = (
+        sorted(f for f in p.parent.glob(f"{p.name}.*") if f.is_file()) if p.parent.is_dir() else []
+    )
+    return ",".join(f"{f.name}:{file_digest(f)}" for f in sides) or None
+
+
 def cache_dir(configured: str | None) -> Path:
     if configured:
         return Path(configured)

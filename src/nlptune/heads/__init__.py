@@ -6,9 +6,18 @@ encoder and one or more named heads.
 """
 
 from nlptune.heads.classification import ClassificationHead
+from nlptune.heads.lm import Seq2SeqLMHead
 from nlptune.heads.model import HeadSpec, TaskModel
 from nlptune.heads.span import SpanHead
 from nlptune.heads.target import TargetHead
 from nlptune.heads.token import TokenHead
 
-__all__ = ["ClassificationHead", "HeadSpec", "SpanHead", "TargetHead", "TaskModel", "TokenHead"]
+__all__ = [
+    "ClassificationHead",
+    "HeadSpec",
+    "Seq2SeqLMHead",
+    "SpanHead",
+    "TargetHead",
+    "TaskModel",
+    "TokenHead",
+]

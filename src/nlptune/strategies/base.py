@@ -2,7 +2,8 @@
 
 A strategy decides which parameters of a :class:`~nlptune.heads.TaskModel` train and how fast.
 It reads the encoder's declared layer groups (``embeddings``, ``layer.0`` ... ``layer.N-1``,
-``top``; never parameter-name patterns), may wrap the model (adapters), and is asked at every
+``top``, and for an encoder-decoder the same again under ``decoder.``; never parameter-name
+patterns), may wrap the model (adapters), and is asked at every
 step whether the plan changes (gradual unfreezing). The contract:
 
     strategy.check(num_layers)                 before weights load
@@ -54,11 +55,20 @@ def group_of(model: Any, new: set[str]) -> dict[str, str]:
 
 
 def depth(group: str, n: int) -> int:
-    """Embeddings 0, layer i at i, top at n (for layer-wise learning-rate decay)."""
+    """Embeddings 0, layer i at i, top at n, within the group's stack (for layer-wise
+    learning-rate decay; ``n`` is the stack's layer count)."""
     index = layer_index(group)
     if index is not None:
         return index
-    return n if group == "top" else 0
+    return n if group.rsplit(".", 1)[-1] == "top" else 0
+
+
+def stack_of(group: str) -> str:
+    """``decoder`` for an encoder-decoder's decoder groups (``decoder.layer.3``), ``head`` for
+    heads, else ``encoder``."""
+    if group == "head":
+        return "head"
+    return "decoder" if group.startswith("decoder.") else "encoder"
 
 
 def layer_plan(
@@ -71,7 +81,7 @@ def layer_plan(
 ) -> Plan:
     """A plan from ``trains(group) -> bool`` over :func:`group_of`; sets ``requires_grad``."""
     groups = group_of(model, new)
-    n = num_layers(model)
+    counts = stack_layers(model)
     params, head, scale = [], set(), {}
     for name, _ in model.named_parameters():
         group = groups.get(name, "head")
@@ -81,6 +91,7 @@ def layer_plan(
         if group == "head":
             head.add(name)
         elif layer_lr_decay is not None:
+            n = counts.get(stack_of(group), 0)
             scale[name] = layer_lr_decay ** (n - depth(group, n))
     plan = Plan(params, set(params), head, scale, cache_backbone)
     enable(model, plan)
@@ -88,12 +99,23 @@ def layer_plan(
 
 
 def num_layers(model: Any) -> int:
-    """How many ``layer.i`` groups the model's encoder declares."""
-    return sum(layer_index(g.name) is not None for g in model.encoder.layer_groups())
+    """How many ``layer.i`` groups the model's encoder declares (in its first stack)."""
+    return stack_layers(model).get("encoder", 0)
+
+
+def stack_layers(model: Any) -> dict[str, int]:
+    """Layer groups per stack: ``{"encoder": n}``, plus ``"decoder"`` for encoder-decoders."""
+    counts: dict[str, int] = {}
+    for g in model.encoder.layer_groups():
+        if layer_index(g.name) is not None:
+            counts[stack_of(g.name)] = counts.get(stack_of(g.name), 0) + 1
+    return counts
 
 
 def layer_index(group: str) -> int | None:
-    return int(group.split(".", 1)[1]) if group.startswith("layer.") else None
+    """``i`` of ``layer.i`` (or ``decoder.layer.i``), None for other groups."""
+    leaf = group.removeprefix("decoder.")
+    return int(leaf.split(".", 1)[1]) if leaf.startswith("layer.") else None
 
 
 class DecayConfig(StrategyConfig):

@@ -1,4 +1,5 @@
-"""``frozen``: only the head trains ("feature extraction").
+"""``frozen``: only the head trains ("feature extraction"); for an encoder-decoder, the
+encoder is fixed and the decoder (the text-to-text model's own head) trains.
 
 The encoder's outputs do not change, so the loop may compute what the head reads once (the first
 token's state, or every token's) and later epochs run only the head.
@@ -13,7 +14,7 @@ from torch import nn
 
 from nlptune.config import StrategyConfig
 from nlptune.registry import STRATEGIES
-from nlptune.strategies.base import layer_plan
+from nlptune.strategies.base import layer_plan, stack_of
 from nlptune.training.plan import Plan
 
 
@@ -35,7 +36,7 @@ class Frozen:
         return None
 
     def apply(self, model: Any, new: set[str]) -> tuple[nn.Module, Plan]:
-        plan = layer_plan(model, new, lambda group: group == "head")
+        plan = layer_plan(model, new, lambda group: stack_of(group) in ("head", "decoder"))
         # newly initialised encoder weights train like the head, and then nothing may be cached
         plan.cache_backbone = self.cache and not any(n.startswith("encoder.") for n in plan.params)
         return model, plan

@@ -1,4 +1,6 @@
-"""``last_k``: the top k encoder layers and the head train; everything below is fixed."""
+"""``last_k``: the top k encoder layers and the head train; everything below is fixed.
+
+For an encoder-decoder, the top k layers of each stack (encoder and decoder) train."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from torch import nn
 
 from nlptune.errors import ModelError
 from nlptune.registry import STRATEGIES
-from nlptune.strategies.base import DecayConfig, layer_index, layer_plan, num_layers
+from nlptune.strategies.base import DecayConfig, layer_index, layer_plan, stack_layers, stack_of
 from nlptune.training.plan import Plan
 
 
@@ -34,13 +36,16 @@ class LastK:
             raise ModelError(f"strategy.k={self.k} but the backbone has only {num_layers} layers")
 
     def apply(self, model: Any, new: set[str]) -> tuple[nn.Module, Plan]:
-        n = num_layers(model)
-        self.check(n)
-        lowest = n - self.k
+        counts = stack_layers(model)
+        for n in counts.values():
+            self.check(n)
 
         def trains(group: str) -> bool:
             index = layer_index(group)
-            return group in ("head", "top") or (index is not None and index >= lowest)
+            lowest = counts.get(stack_of(group), 0) - self.k
+            return (
+                group == "head" or group.endswith("top") or (index is not None and index >= lowest)
+            )
 
         return model, layer_plan(model, new, trains, layer_lr_decay=self.layer_lr_decay)
 
