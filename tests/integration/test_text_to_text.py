@@ -300,3 +300,21 @@ def test_an_encoder_that_cannot_decode_is_refused(tmp_path: Path) -> None:
     ).save_pretrained(folder)
     config = translate_config(folder, tmp_path / "run")
     assert "can't be a decoder" in _error(config)
+
+
+def test_transformers_pipeline_where_the_version_has_one(tiny_t5: Path, tmp_path: Path) -> None:
+    """transformers 5.x dropped the translation / text2text pipelines; where the installed
+    version has one, it must give nlptune's output."""
+    from transformers import pipeline
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    out = tmp_path / "run"
+    nlptune.train(translate_config(tiny_t5, out, trainer={"max_steps": 4}))
+    if "text2text-generation" not in SUPPORTED_TASKS:
+        with pytest.raises(KeyError):
+            pipeline("text2text-generation", model=str(out / "model"))
+        return
+    pipe = pipeline("text2text-generation", model=str(out / "model"))
+    theirs = [r["generated_text"].strip() for r in pipe(SOURCES)]
+    ours = [r["generated_text"] for r in nlptune.Predictor.from_dir(out).predict(SOURCES)]
+    assert theirs == ours

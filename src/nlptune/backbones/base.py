@@ -30,8 +30,8 @@ class LayerGroup:
 @dataclass(frozen=True)
 class Export:
     """How a trained model is saved: ``kind`` names the task shape (``sequence_classification``,
-    ``token_classification``, ``question_answering``, ``encoder``: an encoder and heads of our
-    own), ``label_names`` and ``settings`` go into the saved model's config (transformers:
+    ``token_classification``, ``question_answering``, ``seq2seq_lm``, ``encoder``: an encoder and
+    heads of our own), ``label_names`` and ``settings`` go into the saved model's config (transformers:
     ``id2label``/``label2id``, ``problem_type``), and ``extra`` names the file stem for head
     weights that the family's standard class has no place for (a CRF, a sense head)."""
 

@@ -5,7 +5,8 @@ through a :class:`~nlptune.backbones.base.TextEncoder`, asks for the heads it ne
 trained model is saved, runs its prediction step, and turns a stream of ``(item index, output
 row)`` into metrics or predictions. The loop, the evaluator and the Predictor use only what is
 declared here; build.py constructs a task from flat arguments: its own config keys and the data
-keys named in ``DATA_ARGS``.
+keys named in ``DATA_ARGS``. A task that turns generated ids back into text also defines
+``use_text(text_encoder)``, which build.py calls wherever it makes the text encoder.
 """
 
 from __future__ import annotations
