@@ -31,9 +31,10 @@ class LayerGroup:
 class Export:
     """How a trained model is saved: ``kind`` names the task shape (``sequence_classification``,
     ``token_classification``, ``question_answering``, ``seq2seq_lm``, ``encoder``: an encoder and
-    heads of our own), ``label_names`` and ``settings`` go into the saved model's config (transformers:
-    ``id2label``/``label2id``, ``problem_type``), and ``extra`` names the file stem for head
-    weights that the family's standard class has no place for (a CRF, a sense head)."""
+    heads of our own), ``label_names`` and ``settings`` go into the saved model's config
+    (transformers: ``id2label``/``label2id``, ``problem_type``; generation settings), and
+    ``extra`` names the file stem for head weights that the family's standard class has no
+    place for (a CRF, a sense head)."""
 
     kind: str
     label_names: Sequence[str] = ()

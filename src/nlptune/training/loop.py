@@ -137,7 +137,7 @@ def _run(
     best: Path,
 ) -> None:
     acc, t = job.accelerator, job.trainer
-    evaluated_at = -1
+    evaluated_at, trained_at, warned = -1, state.train_seconds, [False]
     while state.step < total and not state.stopped_early:
         batches = train_batches(
             job.train.lengths,
@@ -184,8 +184,11 @@ def _run(
                 or (not t.eval_every and epoch_end)
                 or done
             ):
+                trained_for = state.train_seconds - trained_at
+                started = time.perf_counter()
                 _evaluate(job, state, log, best)
-                evaluated_at = state.step
+                _warn_slow_eval(log, time.perf_counter() - started, trained_for, t, warned)
+                evaluated_at, trained_at = state.step, state.train_seconds
             if (t.save_every and state.step % t.save_every == 0) or (
                 not t.save_every and evaluated_at == state.step and not done
             ):
@@ -285,6 +288,20 @@ def evaluate_dev(job: Job) -> dict[str, float]:
 def eval_batch_size(trainer: TrainerConfig) -> int:
     """``trainer.eval_batch_size``, else twice the training batch (no gradients to hold)."""
     return trainer.eval_batch_size or 2 * trainer.batch_size
+
+
+def _warn_slow_eval(
+    log: Any, seconds: float, trained: float, t: TrainerConfig, warned: list[bool]
+) -> None:
+    """Say once when one evaluation costs more than the training between two of them."""
+    if warned[0] or seconds <= max(trained, 1.0):
+        return
+    warned[0] = True
+    log.write(
+        f"warning: one dev evaluation took {seconds:.0f}s, more than the {trained:.0f}s of "
+        "training since the last; set trainer.eval_samples (a dev sample during training) or a "
+        "larger trainer.eval_every"
+    )
 
 
 def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
