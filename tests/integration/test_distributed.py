@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from ..conftest import FIXTURES, REPO, tiny_config
+from ..conftest import FIXTURES, REPO, tiny_config, translate_config
 
 
 def _train(argv: list[str], env: dict[str, str]) -> None:
@@ -25,10 +26,11 @@ def _train(argv: list[str], env: dict[str, str]) -> None:
         ("text_classification", "full"),
         ("text_classification", "frozen"),
         ("sequence_labelling", "full"),
+        ("text_to_text", "full"),
     ],
 )
 def test_two_processes_equal_one(
-    tiny_bert_no_dropout: Path, tmp_path: Path, task: str, strategy: str
+    tiny_bert_no_dropout: Path, tmp_path: Path, task: str, strategy: str, request: Any
 ) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     runs = {}
@@ -48,6 +50,10 @@ def test_two_processes_equal_one(
                 "tag_column": 3,
             }
             config["trainer"].update(epochs=2, eval_every=10)
+        if task == "text_to_text":  # generation: rows of different widths are gathered
+            config = translate_config(
+                request.getfixturevalue("tiny_t5"), out, trainer={"epochs": 20, "eval_every": 20}
+            )
         path = tmp_path / f"p{n}.yaml"
         path.write_text(yaml.safe_dump(config))
         launch = [
@@ -74,6 +80,8 @@ def test_two_processes_equal_one(
     assert one["steps"] == two["steps"] and one["best_step"] == two["best_step"]
     if (task, strategy) == ("text_classification", "full"):  # frozen random features: weak
         assert one["dev"]["accuracy"] > 0.6  # trained, so equal metrics mean something
+    if task == "text_to_text":
+        assert one["dev"]["bleu"] > 20
     for key, value in one["dev"].items():
         assert two["dev"][key] == pytest.approx(value, abs=1e-4), key
     log = [json.loads(x) for x in (tmp_path / "p2" / "train_log.jsonl").read_text().splitlines()]
