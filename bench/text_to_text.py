@@ -174,7 +174,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(f"dev {metric} (eval sample)")
         ax.set_title("Multi30k en->de" if task == "mt" else "generative SQuAD v1.1")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -205,7 +206,7 @@ def main() -> None:
         args.worker.with_suffix(".out.json").write_text(json.dumps(run(spec)))
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    variants = args.variants.split(",") + (["mt-ckpt"] if args.seq2seq else [])
+    variants = [v for v in args.variants.split(",") if v] + (["mt-ckpt"] if args.seq2seq else [])
     results: dict[str, Any] = {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="nlptune-t2t-") as tmp:
