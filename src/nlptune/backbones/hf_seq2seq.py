@@ -187,10 +187,6 @@ def _weight(module: Any) -> Any:
     return getattr(module, "weight", None)
 
 
-def _output(model: Any) -> Any:
-    return _weight(model.get_output_embeddings())
-
-
 def _member_ids(stack: nn.Module, config: Any, side: str) -> tuple[set[int], list[set[int]]]:
     """ids of every parameter of ``stack`` and of each of its layers."""
     sub = getattr(config, side, None)  # EncoderDecoderConfig keeps one config per side
@@ -204,9 +200,7 @@ def _stack_layers(config: Any, side: str) -> int:
     for attr in (f"{side}_layers", f"num_{side}_layers"):
         if isinstance(getattr(config, attr, None), int) and getattr(config, attr):
             return int(getattr(config, attr))
-    if side == "decoder" and isinstance(getattr(config, "num_decoder_layers", None), int):
-        return int(config.num_decoder_layers)
-    return num_layers(config)
+    return num_layers(config)  # T5: num_layers (num_decoder_layers is found above)
 
 
 @BACKBONES.register("hf_seq2seq")
