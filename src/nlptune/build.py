@@ -50,10 +50,14 @@ def parts(config: RunConfig) -> Parts:
         **_fields(config.task),
         **{arg: data[key] for key, arg in task_cls.DATA_ARGS.items()},
     )
+    backbone = BACKBONES.get(config.backbone.type)(**_fields(config.backbone))
+    strategy = _fields(config.strategy)
+    if strategy.get("freeze_embeddings") is None:  # the family's default
+        strategy["freeze_embeddings"] = bool(getattr(backbone, "freeze_embeddings", True))
     return Parts(
         task=task,
-        backbone=BACKBONES.get(config.backbone.type)(**_fields(config.backbone)),
-        strategy=STRATEGIES.get(config.strategy.type)(**_fields(config.strategy)),
+        backbone=backbone,
+        strategy=STRATEGIES.get(config.strategy.type)(**strategy),
     )
 
 

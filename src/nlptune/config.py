@@ -111,10 +111,11 @@ class StrategyConfig(Section):
     """Base of strategy sections; each strategy registers a subclass as ``Strategy.Config``."""
 
     type: str = Field("full", description="which parameters train (nlptune list strategies)")
-    freeze_embeddings: bool = Field(
-        True,
-        description="keep the word-embedding matrix fixed (saves ~half of a small model's "
-        "optimizer work; position and type embeddings still train)",
+    freeze_embeddings: bool | None = Field(
+        None,
+        description="keep the word-embedding matrix fixed; null = the family's default: true for "
+        "hf_encoder (saves ~half of a small model's optimizer work; position and type embeddings "
+        "still train), false for hf_seq2seq (the matrix is also its output layer)",
     )
 
 

@@ -318,3 +318,18 @@ def test_transformers_pipeline_where_the_version_has_one(tiny_t5: Path, tmp_path
     theirs = [r["generated_text"].strip() for r in pipe(SOURCES)]
     ours = [r["generated_text"] for r in nlptune.Predictor.from_dir(out).predict(SOURCES)]
     assert theirs == ours
+
+
+def test_freeze_embeddings_defaults_per_family(
+    tiny_t5: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    config = translate_config(tiny_t5, tmp_path / "x")
+    config["strategy"] = {"type": "full"}  # freeze_embeddings left to the family
+    assert build.parts(load_config(config)).strategy.freeze_embeddings is False
+    config["strategy"]["freeze_embeddings"] = True
+    assert build.parts(load_config(config)).strategy.freeze_embeddings is True
+    from ..conftest import tiny_config
+
+    encoder = tiny_config(tiny_bert, tmp_path / "y", strategy={"type": "full"})
+    encoder["strategy"].pop("freeze_embeddings")
+    assert build.parts(load_config(encoder)).strategy.freeze_embeddings is True

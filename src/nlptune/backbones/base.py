@@ -109,6 +109,8 @@ class Backbone(Protocol):
 
     Config: ClassVar[type[BackboneConfig]]
     head_kinds: ClassVar[frozenset[str]]  # the head kinds it can feed ("classification", ...)
+    # optional ``freeze_embeddings: bool`` class attribute: the family's default for
+    # strategy.freeze_embeddings (true when absent)
 
     def check(self) -> None:
         """Before weights load: the path exists and is a model of this family. Raises

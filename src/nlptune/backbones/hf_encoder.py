@@ -98,6 +98,7 @@ class HFEncoder:
 
     Config = BackboneConfig
     head_kinds = frozenset({"classification", "token", "span", "target"})
+    freeze_embeddings = True  # strategy.freeze_embeddings when the config leaves it null
 
     def __init__(self, path: str, max_length: int = 256) -> None:
         self.path, self.max_length = path, max_length

@@ -209,6 +209,7 @@ class HFSeq2Seq:
 
     Config = Seq2SeqConfig
     head_kinds = frozenset({"seq2seq_lm"})
+    freeze_embeddings = False  # the (tied) word embeddings are also the output layer
 
     def __init__(
         self,
