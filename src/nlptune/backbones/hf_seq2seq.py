@@ -162,8 +162,6 @@ class Seq2SeqModule(nn.Module):
                     index = next((i for i, s in enumerate(layers) if pid in s), None)
                     if index is not None:
                         group = f"{pre}layer.{index}"
-                    elif pid == shared:
-                        group = "embeddings"
                     elif "embed" in name.rsplit(".", 1)[0] or "shared" in name:
                         group = f"{pre}embeddings"
                     else:
@@ -300,12 +298,7 @@ class HFSeq2Seq:
         )
         model: Any = EncoderDecoderModel(encoder=encoder, decoder=decoder)
         tokenizer = self._tokenizer(path)
-        start = (
-            tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        )
-        end = (
-            tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        )
+        start, end = _start(tokenizer), _end(tokenizer)
         if start is None or end is None or tokenizer.pad_token_id is None:
             raise ModelError(
                 f"backbone.path {self.path}: the tokenizer lacks a start ([CLS]/<s>), end "
@@ -339,14 +332,11 @@ class HFSeq2Seq:
     def text_encoder(self) -> Seq2SeqText:
         path = resolve_model_path(self.path)
         tokenizer = self._tokenizer(path)
-        if self._warm_start():
-            start = (
-                tokenizer.cls_token_id
-                if tokenizer.cls_token_id is not None
-                else tokenizer.bos_token_id
-            )
-        else:
-            start = getattr(self._config(self.path), "decoder_start_token_id", None)
+        config = self._config(self.path)
+        if getattr(config, "is_encoder_decoder", False):
+            start = getattr(config, "decoder_start_token_id", None)
+        else:  # built from an encoder (as in _bert2bert)
+            start = _start(tokenizer)
         return Seq2SeqText(tokenizer, start)
 
     def save(self, model: Any, text_encoder: Any, folder: Path, export: Export) -> None:
@@ -397,7 +387,7 @@ _TIED_PARTS = ("attention", "intermediate", "output")
 
 
 def _tie(model: Any) -> None:
-    """Share the encoder's embeddings and each layer's self-attention and feed-forward modules
+    """Share the encoder's embedding and each layer's self-attention and feed-forward parameters
     with the decoder (cross-attention stays the decoder's own)."""
     encoder, decoder = model.encoder, model.decoder.base_model
     if type(encoder) is not type(decoder) or len(encoder.encoder.layer) != len(
