@@ -255,6 +255,16 @@ def test_parallel_files_must_align(tiny_t5: Path, tmp_path: Path) -> None:
     config["data"]["train"] = str(tmp_path / "e")
     assert "e.en:2: empty line" in _error(config)
 
+    (tmp_path / "z.en").write_text("")
+    (tmp_path / "z.de").write_text("")
+    config["data"]["train"] = str(tmp_path / "z")
+    assert "z.en: no lines" in _error(config)
+
+    (tmp_path / "rows.jsonl").write_text('{"text": "a b .", "target": ["x", "y"]}\n')
+    table = translate_config(tiny_t5, tmp_path / "run")
+    table["data"] = {"train": str(tmp_path / "rows.jsonl")}
+    assert "rows.jsonl:1: column 'target' holds a list" in _error(table)
+
     config["data"]["train"] = str(tmp_path / "missing")
     assert "neither" in _error(config) and "missing.en.gz" in _error(config)
 

@@ -210,6 +210,12 @@ class TextToText:
         targets = table.column(d.target) if labelled else [None] * len(sources)
         out = []
         for i, (s, t) in enumerate(zip(sources, targets, strict=True)):
+            for column, value in ((d.text, s), (d.target, t)):
+                if isinstance(value, (list, dict)):
+                    raise DataError(
+                        f"{table.where(i)}: column '{column}' holds a {type(value).__name__}, "
+                        "not a text"
+                    )
             if s is None or not str(s).strip():
                 raise DataError(f"{table.where(i)}: column '{d.text}' is empty")
             if labelled and (t is None or not str(t).strip()):
