@@ -40,7 +40,7 @@ def validate(
     """Check config, data and model files without loading weights. Returns a short summary."""
     run = _as_config(config, overrides)
     p = build.parts(run)
-    build.check(p, run.backbone.type, run.task.type)
+    build.check(p, run)
     splits = build.read_splits(run, p.task)
     return {
         "task": run.task.type,
@@ -79,7 +79,7 @@ def train(
     folder = Path(run.output_dir)
     _check_output_dir(folder, resume, overwrite)
     p = build.parts(run)
-    build.check(p, run.backbone.type, run.task.type)
+    build.check(p, run)
     splits = build.read_splits(run, p.task)  # data errors surface before weights load
 
     from nlptune.training import runtime
@@ -91,7 +91,7 @@ def train(
         artefact.start_run(folder, run.to_yaml())
     accelerator.wait_for_everyone()
     started = time.perf_counter()
-    text = p.backbone.text_encoder()
+    text = build.text_encoder(p, splits["train"])
     build.use_text(p.task, text)
     with accelerator.main_process_first():
         for name, data in splits.items():

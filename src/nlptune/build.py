@@ -61,8 +61,9 @@ def parts(config: RunConfig) -> Parts:
     )
 
 
-def check(p: Parts, backbone_type: str, task_type: str) -> None:
+def check(p: Parts, run: RunConfig) -> None:
     """Cheap checks of the backbone (no weights) against task and strategy."""
+    backbone_type, task_type, strategy_type = run.backbone.type, run.task.type, run.strategy.type
     for spec in p.task.heads().values():
         kind = spec.kind
         if kind not in p.backbone.head_kinds:
@@ -71,6 +72,13 @@ def check(p: Parts, backbone_type: str, task_type: str) -> None:
                 f"backbone.type={backbone_type} can't feed the {kind} head that task "
                 f"{task_type} needs; use backbone.type {' or '.join(able) or '(none known)'}"
             )
+    allowed = getattr(p.backbone, "strategies", None)  # {name: what it does} where limited
+    if allowed is not None and strategy_type not in allowed:
+        uses = "; ".join(f"{name}: {what}" for name, what in allowed.items())
+        raise ConfigError(
+            f"strategy.type={strategy_type} makes no sense for backbone.type={backbone_type}; "
+            f"use {' or '.join(allowed)} ({uses})"
+        )
     p.backbone.check()
     p.strategy.check(p.backbone.num_layers())
 
@@ -128,6 +136,15 @@ def featurize(config: RunConfig, task: Task, text: Any, data: Dataset) -> tuple[
     )
 
 
+def text_encoder(p: Parts, train: Dataset) -> Any:
+    """The backbone's text encoder; a family whose vocabulary comes from the training data
+    (``fit``: static word vectors) first sees the words the task reads from ``train``."""
+    fit = getattr(p.backbone, "fit", None)
+    if fit is not None:
+        fit(lambda counter: p.task.featurize(train.examples, counter))
+    return p.backbone.text_encoder()
+
+
 def use_text(task: Task, text: Any) -> None:
     """Give the text encoder to a task that turns ids back into text (``use_text``)."""
     hook = getattr(task, "use_text", None)
@@ -144,7 +161,11 @@ def make_model(task: Task, backbone: Any, encoder: Any, pretrained: bool) -> Tas
     """The encoder with the task's heads; ``pretrained`` starts heads from what the checkpoint
     has for them (BERT's pooler)."""
     heads, weights = {}, {}
-    for name, spec in task.heads().items():
+    specs = dict(task.heads())
+    extra = getattr(backbone, "extra_heads", None)  # heads the family adds (an auxiliary LM)
+    if extra is not None:
+        specs.update(extra(encoder))
+    for name, spec in specs.items():
         kind = spec.kind
         options = backbone.head_options(kind, encoder)
         accepted = inspect.signature(spec.cls).parameters

@@ -115,7 +115,8 @@ class StrategyConfig(Section):
         None,
         description="keep the word-embedding matrix fixed; null = the family's default: true for "
         "hf_encoder (saves ~half of a small model's optimizer work; position and type embeddings "
-        "still train), false for hf_seq2seq (the matrix is also its output layer)",
+        "still train), false for hf_seq2seq (the matrix is also its output layer) and "
+        "static_vectors (frozen keeps the vectors fixed, full fine-tunes them)",
     )
 
 

@@ -25,7 +25,7 @@ _BUILTIN_MODULES = {
         "word_sense",
         "text_to_text",
     ],
-    "backbones": ["hf_encoder", "hf_seq2seq"],
+    "backbones": ["hf_encoder", "hf_seq2seq", "static_vectors"],
     "strategies": ["full", "frozen", "last_k"],
 }
 

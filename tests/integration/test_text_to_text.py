@@ -88,7 +88,7 @@ def test_tied_decoder_shares_weights_and_saves_untied(translate_bert: Path, tmp_
     def unique(folder: Path, tie: bool) -> tuple[int, Any]:
         run = load_config(translate_config(translate_bert, folder, backbone={"tie_decoder": tie}))
         p = build.parts(run)
-        build.check(p, run.backbone.type, run.task.type)
+        build.check(p, run)
         model, _ = build.new_model(p)
         return sum(x.numel() for x in model.parameters()), model
 

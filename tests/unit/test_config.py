@@ -74,4 +74,4 @@ def test_shipped_configs_validate(path: Path, request: pytest.FixtureRequest) ->
     overrides = [f"backbone.path={request.getfixturevalue(stand_in)}"] if stand_in else []
     config = load_config(path, overrides)
     assert config.output_dir.startswith("runs/")
-    build.check(build.parts(config), config.backbone.type, config.task.type)
+    build.check(build.parts(config), config)

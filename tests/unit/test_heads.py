@@ -32,7 +32,8 @@ def test_task_model_sums_weighted_head_losses() -> None:
     la, lb = (head(batch["states"], batch)["loss"] for head in heads.values())
     result = model(**batch)
     torch.testing.assert_close(result["loss"], la + 0.25 * lb)
-    assert set(result) == {"loss", "logits", "a.logits", "b.logits"}
+    assert set(result) == {"loss", "logits", "a.logits", "b.logits", "a.loss", "b.loss"}
+    torch.testing.assert_close(result["b.loss"], lb)  # each head's own loss, unweighted
     assert torch.equal(result["logits"], result["a.logits"])  # the first head is the main one
     assert "loss" not in model(states=batch["states"])  # no labels, no loss
 

@@ -31,7 +31,8 @@ class TaskModel(nn.Module):
 
     Returns the first head's outputs under their own names (``logits``, ``start_logits``, ...),
     every head's outputs also as ``"<head>.<name>"``, and ``loss``: the weighted sum of the losses
-    of the heads whose labels the batch carries (absent when none does).
+    of the heads whose labels the batch carries (absent when none does); with several heads, each
+    one's own loss also as ``"<head>.loss"`` (detached: for the training log).
     """
 
     def __init__(
@@ -54,6 +55,8 @@ class TaskModel(nn.Module):
             result = head(states, batch)
             if "loss" in result:
                 losses.append(self.weights[name] * result["loss"])
+                if len(self.heads) > 1:  # each head's own (unweighted) loss, for the log
+                    out[f"{name}.loss"] = result["loss"].detach()
             for key, value in result.items():
                 if key != "loss":
                     out[f"{name}.{key}"] = value

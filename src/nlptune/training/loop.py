@@ -70,6 +70,7 @@ class Job:
     callbacks: Sequence[Callable[[LoopState], None]] = ()
     resume: bool = False
     eval_by_length: bool = True
+    head_losses: dict[str, Any] = field(default_factory=dict)  # the last step's, per head
 
 
 def steps_per_epoch(job: Job) -> int:
@@ -165,12 +166,15 @@ def _run(
             if logged:  # the loss is read (a device sync) only here, not after every step
                 rate = state.examples / max(state.train_seconds, 1e-9)
                 lr, value = scheduler.get_last_lr()[-1], float(loss)
+                # this process's share of each head's loss (the total is, too)
+                parts = {f"loss_{k[: -len('.loss')]}": float(v) for k, v in job.head_losses.items()}
                 log.step(state.step, loss=value, lr=lr, ex_s=rate)
                 log.event(
                     "train",
                     state.step,
                     {
                         "loss": value,
+                        **parts,
                         "lr": lr,
                         "examples_per_s": rate,
                         "epoch": state.epoch + state.batch_in_epoch / per_epoch,
@@ -230,21 +234,27 @@ def _step(
     micro = np.array_split(np.asarray(indices), t.grad_accum)
     world, rank = acc.num_processes, acc.process_index
     total = torch.zeros((), device=acc.device)
+    heads: dict[str, torch.Tensor] = {}
     for j, chunk in enumerate(micro):
         part = np.array_split(chunk, world)[rank].tolist()
         batch = _batch(job, part, acc.device)
         sync = nullcontext() if j == len(micro) - 1 else acc.no_sync(wrapped)
+        share = len(part) * world / len(indices)
         with sync:
             with acc.autocast():
-                loss = wrapped(**batch)["loss"]
-            loss = loss * (len(part) * world / len(indices))
+                out = wrapped(**batch)
+            loss = out["loss"] * share
             acc.backward(loss)
         total += loss.detach() / world
+        for key, value in out.items():
+            if key.endswith(".loss"):  # several heads: each one's loss, for the log
+                heads[key] = heads.get(key, 0.0) + value.float() * share / world
     if t.max_grad_norm:
         acc.clip_grad_norm_(wrapped.parameters(), t.max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    job.head_losses = heads
     return total
 
 
