@@ -57,9 +57,37 @@ def _parser() -> argparse.ArgumentParser:
     lister = sub.add_parser("list", help="list tasks, strategies, backbones, config keys")
     lister.add_argument("what", choices=["tasks", "strategies", "backbones", "keys", "configs"])
 
+    vectors = sub.add_parser("vectors", help="work on static word vectors")
+    vsub = vectors.add_subparsers(dest="vectors_command", required=True)
+    adapt = vsub.add_parser(
+        "adapt",
+        help="continue training word vectors on unlabelled target text (gensim word2vec)",
+    )
+    adapt.add_argument("vectors", help="GloVe/word2vec/fastText/spaCy vectors or a packaged id")
+    adapt.add_argument("corpus", help="a text file (one sentence a line) or a folder of .txt/.gz")
+    adapt.add_argument("-o", "--output", required=True, help="word2vec file (.txt, .gz or .bin)")
+    adapt.add_argument("--epochs", type=_positive, default=5)
+    adapt.add_argument("--min-count", type=_positive, default=5, help="rarer corpus words skipped")
+    adapt.add_argument("--window", type=_positive, default=5)
+    adapt.add_argument("--skipgram", action="store_true", help="skip-gram instead of CBOW")
+    adapt.add_argument("--lowercase", action="store_true", help="lower-case the corpus")
+    adapt.add_argument("--seed", type=int, default=1)
+    adapt.add_argument("--workers", type=_positive, default=1, help="gensim worker threads")
+    adapt.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
     demo = sub.add_parser("demo", help="fine-tune MiniLM on 200 movie reviews and predict")
     demo.add_argument("--output-dir", default="runs/demo")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +128,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     elif args.command == "list":
         _list(args.what)
+    elif args.command == "vectors":
+        from nlptune.adapt import adapt
+
+        summary = adapt(
+            args.vectors,
+            args.corpus,
+            args.output,
+            epochs=args.epochs,
+            min_count=args.min_count,
+            window=args.window,
+            skipgram=args.skipgram,
+            lowercase=args.lowercase,
+            seed=args.seed,
+            workers=args.workers,
+            overwrite=args.overwrite,
+        )
+        print(json.dumps(summary))
     elif args.command == "demo":
         from nlptune.demo import run_demo
 
