@@ -295,3 +295,126 @@ def translate_config(model: Path, out: Path, **sections: Any) -> dict[str, Any]:
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)
     return config
+
+
+VECTOR_DIM = 8
+
+
+def fixture_words() -> list[str]:
+    """Every word of the fixtures as the static-vectors tokenizer splits it, lower-cased."""
+    from nlptune.backbones.word_text import split_words
+
+    words: set[str] = set()
+    for name in ("sentiment_train.tsv", "ner_train.conll", "pairs_train.tsv"):
+        words.update(w.lower() for w in split_words((FIXTURES / name).read_text("utf-8")))
+    return sorted(words)
+
+
+def vector_table() -> dict[str, Any]:
+    """The tiny vectors every format fixture holds: every other fixture word (the rest are
+    out of vocabulary), lower-case only (training words in upper case need the case fallback),
+    and two words with a space or odd characters that readers must keep whole."""
+    import numpy as np
+
+    words = fixture_words()[::2] + ["new york", "naïve"]
+    rng = np.random.default_rng(0)
+    return {w: rng.normal(size=VECTOR_DIM).astype("float32").round(4) for w in words}
+
+
+def write_vectors(folder: Path, fmt: str, table: dict[str, Any] | None = None) -> Path:
+    """``table`` (default :func:`vector_table`) written as ``fmt``: glove, glove_gz,
+    word2vec_text, fasttext_vec, word2vec_bin, array_parquet, array_txt, spacy."""
+    import gzip
+    import json
+
+    import numpy as np
+
+    table = table or vector_table()
+    folder.mkdir(parents=True, exist_ok=True)
+    words, matrix = list(table), np.stack(list(table.values()))
+    lines = [f"{w} {' '.join(f'{x:.4f}' for x in v)}\n" for w, v in table.items()]
+    header = f"{len(words)} {VECTOR_DIM}\n"
+    if fmt == "glove":
+        (path := folder / "glove.txt").write_text("".join(lines), "utf-8")
+    elif fmt == "glove_gz":
+        with gzip.open(path := folder / "glove.txt.gz", "wt", encoding="utf-8") as f:
+            f.write("".join(lines))
+    elif fmt in ("word2vec_text", "fasttext_vec"):
+        path = folder / ("w2v.txt" if fmt == "word2vec_text" else "vectors.vec")
+        path.write_text(header + "".join(x for x in lines if " york" not in x), "utf-8")
+    elif fmt == "word2vec_bin":
+        path = folder / "w2v.bin"
+        with open(path, "wb") as f:
+            f.write(f"{len(words) - 1} {VECTOR_DIM}\n".encode())
+            for w, v in table.items():
+                if w != "new york":
+                    f.write(w.encode() + b" " + v.astype("<f4").tobytes() + b"\n")
+    elif fmt in ("array_parquet", "array_txt"):
+        path = folder / fmt
+        path.mkdir(exist_ok=True)
+        np.save(path / "emb.npy", matrix)
+        if fmt == "array_txt":
+            (path / "words.txt").write_text("\n".join(words) + "\n", "utf-8")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({"index": words}), path / "index.parquet")
+    elif fmt == "spacy":
+        import msgpack
+
+        from nlptune.data.vectors import spacy_hash
+
+        path = folder / "spacy_vocab"
+        path.mkdir(exist_ok=True)
+        with open(path / "vectors", "wb") as f:
+            np.save(f, matrix)
+        key2row = {spacy_hash(w): i for i, w in enumerate(words)}
+        (path / "key2row").write_bytes(msgpack.packb(key2row))
+        (path / "strings.json").write_text(json.dumps(words), "utf-8")
+        (path / "vectors.cfg").write_text('{"mode": "default"}', "utf-8")
+    else:
+        raise ValueError(fmt)
+    return path
+
+
+def write_fasttext_bin(folder: Path) -> Path:
+    """A tiny fastText model (subword n-grams) trained by gensim on the fixture sentences."""
+    from gensim.models import FastText
+    from gensim.models.fasttext import save_facebook_model
+
+    from nlptune.backbones.word_text import split_words
+
+    sentences = [
+        [w.lower() for w in split_words(line)]
+        for name in ("sentiment_train.tsv", "ner_train.conll")
+        for line in (FIXTURES / name).read_text("utf-8").splitlines()
+    ]
+    model = FastText(vector_size=VECTOR_DIM, min_count=1, epochs=1, seed=1, workers=1, bucket=500)
+    model.build_vocab([s for s in sentences if s])
+    model.train([s for s in sentences if s], total_examples=len(sentences), epochs=1)
+    path = folder / "model.bin"
+    save_facebook_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def glove_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny GloVe-format vectors over half of the fixture words."""
+    return write_vectors(tmp_path_factory.mktemp("glove"), "glove")
+
+
+def static_config(vectors: Path | None, out: Path, **sections: Any) -> dict[str, Any]:
+    """:func:`tiny_config` on static vectors (a small BiLSTM, every training word kept)."""
+    config = tiny_config(Path("."), out, **{k: v for k, v in sections.items() if k != "backbone"})
+    config["backbone"] = {
+        "type": "static_vectors",
+        "path": str(vectors) if vectors else None,
+        "hidden": 16,
+        "min_count": 1,
+        "dropout": 0.1,
+        **sections.get("backbone", {}),
+    }
+    config["strategy"] = {"type": "full", **sections.get("strategy", {})}
+    config["trainer"].update({"lr": 1e-2, **sections.get("trainer", {})})
+    return config

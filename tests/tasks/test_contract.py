@@ -46,7 +46,9 @@ DATA: dict[str, dict[str, Any]] = {
     },
 }
 TASK_SETTINGS = {"extractive_qa": {"doc_stride": 8}, "text_to_text": {"max_target_length": 16}}
-FAMILIES = ["hf_encoder", "hf_seq2seq", "toy_bag"]
+FAMILIES = ["hf_encoder", "hf_seq2seq", "toy_bag", "static_vectors"]
+# a small BiLSTM with character features: the family's most complex path
+STATIC = {"hidden": 16, "chars": "cnn", "min_count": 1, "dropout": 0.1}
 
 
 def test_every_builtin_task_has_a_contract_case() -> None:
@@ -66,12 +68,16 @@ def _config(task: str, family: str, model: Path, out: Path, **extra: Any) -> dic
     config["data"] = data
     if family != "hf_encoder":
         config["backbone"] = {"type": family, "path": str(model), "max_length": 32}
+    if family == "static_vectors":
+        config["backbone"].update(STATIC, max_length=128)  # pieces: a word and its characters
     return config
 
 
 @pytest.fixture
-def model_for(tiny_bert: Path, tiny_t5: Path, toy_plugin: Path, tmp_path: Path) -> Any:
-    models = {"hf_encoder": tiny_bert, "hf_seq2seq": tiny_t5}
+def model_for(
+    tiny_bert: Path, tiny_t5: Path, glove_file: Path, toy_plugin: Path, tmp_path: Path
+) -> Any:
+    models = {"hf_encoder": tiny_bert, "hf_seq2seq": tiny_t5, "static_vectors": glove_file}
     return lambda family: models[family] if family in models else toy_vocab(tmp_path)
 
 
@@ -120,7 +126,7 @@ def test_train_save_load_predict(task: str, family: str, model_for: Any, tmp_pat
     assert _shown(backwards[::-1]) == _shown(rows)  # output follows input order
 
 
-@pytest.mark.parametrize("family", ["hf_encoder", "toy_bag"])
+@pytest.mark.parametrize("family", ["hf_encoder", "toy_bag", "static_vectors"])
 def test_predict_in_a_fresh_process(family: str, model_for: Any, tmp_path: Path) -> None:
     out = tmp_path / "run"
     nlptune.train(_config("text_classification", family, model_for(family), out))
@@ -142,13 +148,17 @@ def test_predict_in_a_fresh_process(family: str, model_for: Any, tmp_path: Path)
     assert _shown(theirs) == _shown(ours)
 
 
-@pytest.mark.parametrize("family", ["hf_encoder", "toy_bag"])
+@pytest.mark.parametrize("family", ["hf_encoder", "toy_bag", "static_vectors"])
 @pytest.mark.parametrize("strategy", ["full", "frozen", "last_k"])
 def test_strategies(strategy: str, family: str, model_for: Any, tmp_path: Path) -> None:
     out = tmp_path / "run"
     extra = {"k": 1} if strategy == "last_k" else {}
     config = _config("sequence_labelling", family, model_for(family), out)
     config["strategy"] = {"type": strategy, "freeze_embeddings": False, **extra}
+    if family == "static_vectors" and strategy == "last_k":  # no layers to pick: refused
+        with pytest.raises(ConfigError, match="makes no sense.*use full or frozen"):
+            nlptune.validate(config)
+        return
     result = nlptune.train(config)
     predictor = nlptune.Predictor.from_dir(out)
     assert predictor.evaluate(config["data"]["dev"]) == pytest.approx(
