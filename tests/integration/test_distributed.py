@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ..conftest import FIXTURES, REPO, tiny_config, translate_config
+from ..conftest import FIXTURES, REPO, static_config, tiny_config, translate_config
 
 
 def _train(argv: list[str], env: dict[str, str]) -> None:
@@ -27,6 +27,7 @@ def _train(argv: list[str], env: dict[str, str]) -> None:
         ("text_classification", "frozen"),
         ("sequence_labelling", "full"),
         ("text_to_text", "full"),
+        ("static_vectors", "full"),
     ],
 )
 def test_two_processes_equal_one(
@@ -54,6 +55,13 @@ def test_two_processes_equal_one(
             config = translate_config(
                 request.getfixturevalue("tiny_t5"), out, trainer={"epochs": 20, "eval_every": 20}
             )
+        if task == "static_vectors":  # a BiLSTM with characters and the LM loss, no dropout
+            config = static_config(
+                request.getfixturevalue("glove_file"),
+                out,
+                backbone={"chars": "cnn", "lm_weight": 0.3, "dropout": 0.0},
+                trainer={"epochs": 8, "batch_size": 8, "eval_every": 12},
+            )
         path = tmp_path / f"p{n}.yaml"
         path.write_text(yaml.safe_dump(config))
         launch = [
@@ -78,7 +86,7 @@ def test_two_processes_equal_one(
         runs[n] = json.loads((out / "metrics.json").read_text())
     one, two = runs[1], runs[2]
     assert one["steps"] == two["steps"] and one["best_step"] == two["best_step"]
-    if (task, strategy) == ("text_classification", "full"):  # frozen random features: weak
+    if (task, strategy) in (("text_classification", "full"), ("static_vectors", "full")):
         assert one["dev"]["accuracy"] > 0.6  # trained, so equal metrics mean something
     if task == "text_to_text":
         assert one["dev"]["bleu"] > 20

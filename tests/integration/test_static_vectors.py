@@ -337,6 +337,43 @@ def test_tasks_that_make_no_sense_are_refused(
         nlptune.validate(config)
 
 
+def test_resume_equals_uninterrupted_run(glove_file: Path, tmp_path: Path) -> None:
+    """Random rows, word dropout, dropout and the sampled LM softmax all resume exactly."""
+    import torch
+
+    def config(out: Path) -> dict[str, Any]:
+        return static_config(
+            glove_file,
+            out,
+            backbone={
+                "chars": "cnn",
+                "word_dropout": 0.1,
+                "lm_weight": 0.3,
+                "lm_softmax": "sampled",
+                "lm_samples": 8,
+                "min_count": 1,
+            },
+            trainer={"epochs": 2, "save_every": 4, "eval_every": 6},
+        )
+
+    whole = nlptune.train(config(tmp_path / "whole"))
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_7(state: Any) -> None:
+        if state.step == 7:
+            raise Stop
+
+    with pytest.raises(Stop):
+        nlptune.train(config(tmp_path / "cut"), callbacks=[stop_at_7])
+    resumed = nlptune.train(config(tmp_path / "cut"), resume=True)
+    a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.metrics["dev"] == whole.metrics["dev"]
+
+
 # -- nlptune vectors adapt ----------------------------------------------------------------------
 def _corpus(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)

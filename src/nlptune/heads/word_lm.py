@@ -5,8 +5,9 @@ The forward half of a BiLSTM's state at word t predicts word t+1, the backward h
 word t-1, over one output layer shared by both directions. ``softmax="full"`` scores the whole
 vocabulary; ``"sampled"`` scores the batch's own target words plus ``samples`` words drawn
 uniformly (shared by the batch), which costs a fraction of a large vocabulary's softmax.
-The loss (the mean of both directions) is computed only in training: the head changes nothing
-at prediction time.
+The loss (the mean over sentences of each one's mean over both directions' words) is computed
+only in training: the head changes nothing at prediction time. The full softmax gives the same
+gradient whatever the number of processes; the sampled one draws its words per process.
 """
 
 from __future__ import annotations
@@ -66,16 +67,23 @@ class WordLMHead(nn.Module):
         backward = hidden[:, 1:, self.split :][pair]  # predicts the previous word
         inputs = torch.cat([forward, backward])  # (N, H/2)
         targets = torch.cat([words[:, 1:][pair], words[:, :-1][pair]])  # (N,)
+        owner = pair.nonzero(as_tuple=True)[0].repeat(2)  # the sentence of each prediction
         if not len(targets):
             return {"loss": states.sum() * 0.0}
-        return {"loss": self._loss(inputs, targets)}
+        # the mean over sentences of each one's mean token loss: a per-item mean like the task
+        # losses, so a batch split over processes (item-weighted) gives the same gradient
+        per_token = self._losses(inputs, targets)
+        sums = torch.zeros(len(ids), device=ids.device).index_add_(0, owner, per_token)
+        counts = torch.bincount(owner, minlength=len(ids)).clamp(min=1)
+        return {"loss": (sums / counts).mean()}
 
-    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.softmax == "full" or self.samples >= self.vocab_size:
             logits = self.out(inputs).float()
-            return nn.functional.cross_entropy(logits, targets)
+            return nn.functional.cross_entropy(logits, targets, reduction="none")
         drawn = torch.randint(self.vocab_size, (self.samples,), device=targets.device)
         candidates = torch.unique(torch.cat([targets, drawn]))  # sorted
         weight, bias = self.out.weight[candidates], self.out.bias[candidates]
         logits = (inputs @ weight.T + bias).float()
-        return nn.functional.cross_entropy(logits, torch.searchsorted(candidates, targets))
+        index = torch.searchsorted(candidates, targets)
+        return nn.functional.cross_entropy(logits, index, reduction="none")
