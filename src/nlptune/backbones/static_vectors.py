@@ -61,6 +61,13 @@ class StaticVectorsConfig(BackboneConfig):
         description="a training word the vectors lack gets its own random row "
         "when seen this often, else it reads <unk>",
     )
+    keep_vectors: int = Field(
+        0,
+        ge=0,
+        description="also keep the first N words of the vectors (the most frequent in GloVe, "
+        "word2vec, fastText files), so words unseen in training keep their vectors at "
+        "prediction time; N x dim more floats in the model",
+    )
     max_vocab: int | None = Field(
         None, ge=1, description="keep at most this many words (most frequent)"
     )
@@ -200,7 +207,7 @@ class WordNetwork(nn.Module):
         x = self.embeddings(words)  # (B, W, D)
         if chars is not None and self.chars is not None:
             x = torch.cat([x, self.chars(chars).to(x.dtype)], dim=-1)
-        h = self.dropout(self._encode(self.dropout(x), valid))  # (B, W, H)
+        h = self._encode(self.dropout(x), valid)  # (B, W, H); the heads apply their dropout
         content = valid.clone()
         content[:, 0] = False
         if self.settings["pool"] == "max":
@@ -294,6 +301,12 @@ class StaticVectors:
                 "backbone.lm_weight needs backbone.encoder bilstm (the LM loss reads the forward "
                 "and backward states); set lm_weight: 0 or encoder: bilstm"
             )
+        if s["lm_weight"] and s["layers"] > 1:
+            raise ConfigError(
+                "backbone.lm_weight needs backbone.layers 1: above the first layer a forward "
+                "state has already seen the next word (through the backward states below), so "
+                "predicting it teaches nothing"
+            )
         if s["encoder"] == "cnn" and s["kernel"] % 2 == 0:
             raise ConfigError(f"backbone.kernel {s['kernel']}: use an odd width (3, 5)")
         if self.path is not None:
@@ -313,7 +326,7 @@ class StaticVectors:
         table = None
         if self.path is not None:
             wanted = set(counts) | {w.lower() for w in counts}
-            table = read_vectors(self._resolved(), wanted)
+            table = read_vectors(self._resolved(), wanted, first=s["keep_vectors"])
             if table.dim < 1 or not table.rows:
                 raise VectorsError(
                     f"backbone.path {self.path}: none of the {len(counts):,} training words is in "
@@ -333,6 +346,15 @@ class StaticVectors:
             init.append(vector)
         if s["max_vocab"] is not None:
             words, init = words[: s["max_vocab"]], init[: s["max_vocab"]]
+        trained = len(words)
+        if table is not None and table.leading:  # backbone.keep_vectors
+            known = set(words)
+            for word in table.leading:
+                key = word.lower() if s["lowercase"] else word
+                if key not in known and word in rows:
+                    known.add(key)
+                    words.append(key)
+                    init.append(rows[word])
         dim = table.dim if table is not None else s["dim"]
         matrix = np.full((len(SPECIALS) + len(words), dim), np.nan, dtype=np.float32)
         matrix[0] = 0.0  # <pad>
@@ -345,7 +367,7 @@ class StaticVectors:
         self._text = WordTextEncoder(SPECIALS + words, chars, s["lowercase"], s["max_word_chars"])
         self._rows = matrix
         tokens = sum(counts.values())
-        found_types = sum(v is not None for v in init)
+        found_types = sum(v is not None for v in init[:trained])
         self.coverage = {
             "tokens": found_tokens / max(tokens, 1),
             "types": found_types / max(len(counts), 1),
@@ -354,7 +376,7 @@ class StaticVectors:
             logger.info(
                 "vectors %s (%s, %s words, %d-d): %.1f%% of training tokens and %.1f%% of "
                 "types found (%s of %s types, %s by case fallback%s); %s random rows "
-                "(min_count %d), the rest read <unk>",
+                "(min_count %d), the rest read <unk>%s",
                 self.path,
                 table.format,
                 f"{table.size:,}",
@@ -365,8 +387,11 @@ class StaticVectors:
                 f"{len(counts):,}",
                 f"{fallback:,}",
                 f", {len(table.composed & set(words)):,} from subwords" if table.composed else "",
-                f"{len(words) - found_types:,}",
+                f"{trained - found_types:,}",
                 s["min_count"],
+                f"; {len(words) - trained:,} more words kept from the vectors (keep_vectors)"
+                if len(words) > trained
+                else "",
             )
         else:
             logger.info(
@@ -394,8 +419,8 @@ class StaticVectors:
         if self.path is None:
             new.add("embeddings.weight")
         else:
-            pretrained = rows[found]
-            std = float(pretrained[1:].std()) if len(pretrained) > 1 else 0.1
+            pretrained = rows[found][1:]  # not <pad>
+            std = float(pretrained.std()) if len(pretrained) > 1 else 0.1
             weight = torch.randn(rows.shape, dtype=torch.float32) * std  # seeded by the run
             weight[torch.from_numpy(found)] = torch.from_numpy(rows[found])
             weight[0] = 0.0

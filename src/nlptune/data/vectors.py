@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import struct
+import zlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ class VectorTable:
     size: int  # words in the vectors (all of them, not only the wanted)
     composed: set[str] = field(default_factory=set)  # from subword n-grams (fastText .bin)
     format: str = ""
+    leading: list[str] = field(default_factory=list)  # the file's first words, when asked for
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,25 @@ def detect(path: str | Path) -> Source:
         return _array_source(p, sorted(p.glob("*.npy")), str(path))
     if p.suffix == ".npy":
         return _array_source(p.parent, [p], str(path))
-    head = _open(p).read(64)
+    try:
+        with _open(p) as f:
+            head = f.read(1 << 16)
+    except (OSError, EOFError, zlib.error) as err:
+        raise VectorsError(f"backbone.path {path}: can't read: {err}") from None
     if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == FASTTEXT_MAGIC:
         return Source("fasttext_bin", p)
     first = head.split(b"\n", 1)[0]
     fields = first.split()
     if len(fields) == 2 and all(f.isdigit() for f in fields):
-        rest = head[len(first) + 1 :]
-        textual = all(32 <= b < 127 or b in (9, 10) or b >= 128 for b in rest[:32])
-        binary = p.suffix == ".bin" or not textual or not _decodes(rest)
-        return Source("word2vec_bin" if binary else "word2vec_text", p)
+        # text when the line after the header is a word and D numbers; binary data almost
+        # never reads so (whatever the file is called)
+        line = head[len(first) + 1 :].split(b"\n", 1)[0].rstrip(b"\r ")
+        textual = _text_record(line, int(fields[1]))
+        if p.suffix == ".bin" and textual:
+            raise VectorsError(
+                f"backbone.path {path}: a .bin file holding word2vec text; rename it .txt/.vec"
+            )
+        return Source("word2vec_text" if textual else "word2vec_bin", p)
     if p.suffix == ".bin":
         raise VectorsError(
             f"backbone.path {path}: a .bin file that is neither word2vec binary (an 'N D' "
@@ -94,12 +105,12 @@ def detect(path: str | Path) -> Source:
     return Source("glove", p)
 
 
-def _decodes(data: bytes) -> bool:
+def _text_record(line: bytes, dim: int) -> bool:
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return err.start > len(data) - 4  # only a character cut at the end of the sample
-    return True
+        values = line.decode("utf-8").split(" ")[1:]
+        return len(values) == dim and all(_is_float(v) for v in values)
+    except UnicodeDecodeError:
+        return False
 
 
 def _array_source(folder: Path, arrays: list[Path], shown: str) -> Source:
@@ -125,19 +136,34 @@ def _open(path: Path) -> IO[bytes]:
 
 # -- reading ------------------------------------------------------------------------------------
 def read_vectors(
-    path: str | Path, wanted: Collection[str], progress: Callable[[int], None] | None = None
+    path: str | Path,
+    wanted: Collection[str],
+    progress: Callable[[int], None] | None = None,
+    first: int = 0,
 ) -> VectorTable:
-    """The rows of ``wanted`` words that the vectors at ``path`` hold."""
+    """The rows of ``wanted`` words that the vectors at ``path`` hold, and of the ``first`` words
+    of the file (``leading``, in file order: the most frequent, for files sorted so)."""
     source = detect(path)
+    if first and source.format == "spacy":
+        raise VectorsError(
+            f"{path}: spaCy vectors are not stored by frequency; backbone.keep_vectors needs "
+            "another format"
+        )
     if source.format == "fasttext_bin":
-        return _fasttext(source.path, wanted)
-    dim, size, rows = 0, 0, {}
+        return _fasttext(source.path, wanted, first)
+    dim, size, rows, leading = 0, 0, {}, []
     want = set(wanted)
-    for record in _records(source, want, progress):
+    for n, record in enumerate(_records(source, want, progress, first)):
         dim, size, word, vector = record  # dim and size: the same in every record
-        if word in want and word not in rows:
+        if n < first and word not in leading:
+            leading.append(word)
+        elif word not in want:
+            continue
+        if word not in rows:
             rows[word] = vector()
-    return VectorTable(dim, rows, size, format=source.format)
+    table = VectorTable(dim, rows, size, format=source.format)
+    table.leading = leading
+    return table
 
 
 def iter_vectors(
@@ -158,15 +184,19 @@ Record = tuple[int, int, str, Callable[[], np.ndarray]]
 
 
 def _records(
-    source: Source, want: set[str] | None, progress: Callable[[int], None] | None
+    source: Source,
+    want: set[str] | None,
+    progress: Callable[[int], None] | None,
+    first: int = 0,
 ) -> Iterator[Record]:
-    """``(dim, size, word, vector())`` per row; ``vector`` parses only when called."""
+    """``(dim, size, word, vector())`` per row (an array or spaCy vocabulary: only the rows of
+    ``want`` and the ``first`` ones); ``vector`` parses only when called."""
     if source.format in ("glove", "word2vec_text"):
         yield from _text(source.path, source.format == "word2vec_text", progress)
     elif source.format == "word2vec_bin":
         yield from _binary(source.path, progress)
     elif source.format == "array":
-        yield from _array(source, want)
+        yield from _array(source, want, first)
     else:
         yield from _spacy(source.path, want)
 
@@ -184,13 +214,17 @@ def _text(path: Path, header: bool, progress: Callable[[int], None] | None) -> I
                 if progress is not None:
                     progress(len(line))
                 line = line.rstrip("\r\n").rstrip(" ")
+                if lineno == 1:
+                    line = line.removeprefix("\ufeff")  # a byte-order mark is not a word
                 if not line:
                     continue
                 if not dim:
                     dim = line.count(" ")
                     if dim < 1:
                         raise VectorsError(f"{path}:{lineno}: a word with no values")
-                parts = line.rsplit(" ", dim)
+                # a word2vec/fastText word has no space (GloVe 840B's may): extra fields there
+                # are a malformed line, never part of the word
+                parts = line.split(" ") if header else line.rsplit(" ", dim)
                 if len(parts) != dim + 1 or not parts[0]:
                     raise VectorsError(
                         f"{path}:{lineno}: {len(parts) - 1} values where the file has {dim} "
@@ -201,9 +235,7 @@ def _text(path: Path, header: bool, progress: Callable[[int], None] | None) -> I
                 yield dim, size, parts[0], _parser(path, lineno, parts)
         except UnicodeDecodeError as err:
             raise VectorsError(f"{path}: not UTF-8 text ({err.reason}); is it binary?") from None
-        except (EOFError, OSError, ValueError) as err:
-            if isinstance(err, VectorsError):
-                raise
+        except (EOFError, OSError, ValueError, zlib.error) as err:
             raise VectorsError(f"{path}: can't read: {err}") from None
 
 
@@ -230,6 +262,13 @@ def _is_float(text: str) -> bool:
 
 
 def _binary(path: Path, progress: Callable[[int], None] | None) -> Iterator[Record]:
+    try:
+        yield from _binary_records(path, progress)
+    except (EOFError, OSError, zlib.error) as err:
+        raise VectorsError(f"{path}: can't read: {err}") from None
+
+
+def _binary_records(path: Path, progress: Callable[[int], None] | None) -> Iterator[Record]:
     with _open(path) as f:
         header = f.readline()
         try:
@@ -274,7 +313,7 @@ def _unpack(path: Path, n: int, data: bytes) -> Callable[[], np.ndarray]:
     return unpack
 
 
-def _array(source: Source, want: set[str] | None) -> Iterator[Record]:
+def _array(source: Source, want: set[str] | None, first: int = 0) -> Iterator[Record]:
     assert source.words is not None
     try:
         matrix = np.load(source.path, mmap_mode="r", allow_pickle=False)
@@ -288,12 +327,18 @@ def _array(source: Source, want: set[str] | None) -> Iterator[Record]:
         )
     size, dim = matrix.shape
     for i, word in enumerate(words):
-        if want is None or word in want:
-            yield dim, size, word, _row(matrix, i)
+        if want is None or word in want or i < first:
+            yield dim, size, word, _row(matrix, i, source.path)
 
 
-def _row(matrix: np.ndarray, i: int) -> Callable[[], np.ndarray]:
-    return lambda: np.asarray(matrix[i], dtype=np.float32)
+def _row(matrix: np.ndarray, i: int, where: Path) -> Callable[[], np.ndarray]:
+    def row() -> np.ndarray:
+        vector = np.asarray(matrix[i], dtype=np.float32)
+        if not np.isfinite(vector).all():
+            raise VectorsError(f"{where}: row {i} has a value that is not finite (nan or inf)")
+        return vector
+
+    return row
 
 
 def _word_list(path: Path) -> list[str]:
@@ -327,18 +372,22 @@ def _load_fasttext(path: Path) -> Any:
         raise VectorsError(f"{path}: can't read the fastText model: {err}") from None
 
 
-def _fasttext(path: Path, wanted: Collection[str]) -> VectorTable:
+def _fasttext(path: Path, wanted: Collection[str], first: int = 0) -> VectorTable:
     kv = _load_fasttext(path)
     rows: dict[str, np.ndarray] = {}
     composed: set[str] = set()
-    for word in wanted:
+    leading = list(kv.index_to_key[:first])
+    for word in [*wanted, *leading]:
+        vector = np.asarray(kv[word], dtype=np.float32)  # unseen words: from their n-grams
+        if not np.isfinite(vector).all():
+            raise VectorsError(f"{path}: the vector of {word!r} is not finite (nan or inf)")
         if word in kv.key_to_index:
-            rows[word] = np.asarray(kv[word], dtype=np.float32)
-        else:
-            vector = np.asarray(kv[word], dtype=np.float32)  # from its character n-grams
-            if np.any(vector):
-                rows[word], composed = vector, composed | {word}
-    return VectorTable(kv.vector_size, rows, len(kv.index_to_key), composed, "fasttext_bin")
+            rows[word] = vector
+        elif np.any(vector):
+            rows[word] = vector
+            composed.add(word)
+    size = len(kv.index_to_key)
+    return VectorTable(kv.vector_size, rows, size, composed, "fasttext_bin", leading)
 
 
 # -- spaCy --------------------------------------------------------------------------------------
@@ -364,7 +413,7 @@ def _spacy(folder: Path, want: set[str] | None) -> Iterator[Record]:
     for word in words:
         row = key2row.get(spacy_hash(word))
         if row is not None and 0 <= row < size:
-            yield dim, len(key2row), word, _row(matrix, row)
+            yield dim, len(key2row), word, _row(matrix, row, folder / "vectors")
 
 
 def _key2row(path: Path) -> dict[int, int]:

@@ -68,8 +68,10 @@ class WordLMHead(nn.Module):
         inputs = torch.cat([forward, backward])  # (N, H/2)
         targets = torch.cat([words[:, 1:][pair], words[:, :-1][pair]])  # (N,)
         owner = pair.nonzero(as_tuple=True)[0].repeat(2)  # the sentence of each prediction
-        if not len(targets):
-            return {"loss": states.sum() * 0.0}
+        if not len(targets):  # no two adjacent words: a zero loss that still reaches every
+            # parameter, so that DDP finds the gradients it waits for
+            zero = states.sum() + self.out.weight.sum() + self.out.bias.sum()
+            return {"loss": zero * 0.0}
         # the mean over sentences of each one's mean token loss: a per-item mean like the task
         # losses, so a batch split over processes (item-weighted) gives the same gradient
         per_token = self._losses(inputs, targets)

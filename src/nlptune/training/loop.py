@@ -165,9 +165,17 @@ def _run(
             state.train_seconds += time.perf_counter() - started
             if logged:  # the loss is read (a device sync) only here, not after every step
                 rate = state.examples / max(state.train_seconds, 1e-9)
-                lr, value = scheduler.get_last_lr()[-1], float(loss)
-                # this process's share of each head's loss (the total is, too)
-                parts = {f"loss_{k[: -len('.loss')]}": float(v) for k, v in job.head_losses.items()}
+                # each process holds its share of the global mean: sum the shares (every process
+                # logs at the same steps, so all take part)
+                names = sorted(job.head_losses)
+                shares = torch.stack([loss, *(job.head_losses[k] for k in names)]).float()
+                if acc.num_processes > 1:
+                    shares = acc.reduce(shares, reduction="sum")
+                lr, value = scheduler.get_last_lr()[-1], float(shares[0])
+                parts = {
+                    f"loss_{k[: -len('.loss')]}": float(v)
+                    for k, v in zip(names, shares[1:], strict=True)
+                }
                 log.step(state.step, loss=value, lr=lr, ex_s=rate)
                 log.event(
                     "train",
