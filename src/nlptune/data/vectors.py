@@ -151,18 +151,18 @@ def read_vectors(
         )
     if source.format == "fasttext_bin":
         return _fasttext(source.path, wanted, first)
-    dim, size, rows, leading = 0, 0, {}, []
+    dim, size, rows, leading = 0, 0, {}, {}  # leading: a dict keeps the file's order
     want = set(wanted)
     for n, record in enumerate(_records(source, want, progress, first)):
         dim, size, word, vector = record  # dim and size: the same in every record
-        if n < first and word not in leading:
-            leading.append(word)
+        if n < first:
+            leading.setdefault(word, None)
         elif word not in want:
             continue
         if word not in rows:
             rows[word] = vector()
     table = VectorTable(dim, rows, size, format=source.format)
-    table.leading = leading
+    table.leading = list(leading)
     return table
 
 
