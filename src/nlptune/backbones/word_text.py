@@ -30,6 +30,15 @@ WORD = re.compile(r"\w+(?:['\-]\w+)*|[^\w\s]", re.UNICODE)
 VOCAB_FILE = "vocab.json"
 
 
+def no_windows() -> Windows:
+    """Question/context windows: extractive QA, refused for word vectors (build.check refuses
+    the task first; this is the message for anything that asks anyway)."""
+    raise ConfigError(
+        "static word vectors have no question/context windows; use backbone.type hf_encoder "
+        "for extractive QA"
+    )
+
+
 def split_words(text: str) -> list[str]:
     """The words of raw text."""
     return WORD.findall(text)
@@ -112,10 +121,7 @@ class WordTextEncoder:
     def windows(
         self, first: Sequence[str], second: Sequence[str], max_length: int, stride: int
     ) -> Windows:
-        raise ConfigError(
-            "static word vectors have no question/context windows; use backbone.type hf_encoder "
-            "for extractive QA"
-        )
+        return no_windows()
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(json.dumps(self.state(), ensure_ascii=False).encode("utf-8"))
@@ -185,10 +191,7 @@ class WordCounter:
     def windows(
         self, first: Sequence[str], second: Sequence[str], max_length: int, stride: int
     ) -> Windows:
-        raise ConfigError(
-            "static word vectors have no question/context windows; use backbone.type hf_encoder "
-            "for extractive QA"
-        )
+        return no_windows()
 
     def fingerprint(self) -> str:
         return "counter"

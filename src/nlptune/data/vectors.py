@@ -151,7 +151,9 @@ def read_vectors(
         )
     if source.format == "fasttext_bin":
         return _fasttext(source.path, wanted, first)
-    dim, size, rows, leading = 0, 0, {}, {}  # leading: a dict keeps the file's order
+    dim, size = 0, 0
+    rows: dict[str, np.ndarray] = {}
+    leading: dict[str, None] = {}  # a dict keeps the file's order
     want = set(wanted)
     for n, record in enumerate(_records(source, want, progress, first)):
         dim, size, word, vector = record  # dim and size: the same in every record
