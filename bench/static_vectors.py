@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -75,9 +76,9 @@ def sample(task: str, fraction: float, size: int | None, folder: Path) -> Path:
     if size:
         units = rng.sample(units, min(size, len(units)))
     picked = rng.sample(units, max(1, round(fraction * len(units))))
-    out = folder / f"{task}-{fraction}-{size}.txt"
+    out = folder / f"{task}-{fraction}-{size}.{'txt' if task == 'conll' else 'tsv'}"
     out.write_text(head + sep.join(picked) + "\n", encoding="utf-8")
-    return out
+    return out, len(picked)
 
 
 def train(config: str, overrides: list[str], work: Path) -> dict[str, Any]:
@@ -109,6 +110,7 @@ def main() -> None:
     )
     parser.add_argument("--sst2-size", type=int, default=20000, help="the SST-2 subset")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--eval-samples", type=int, default=1000, help="dev sample in training")
     parser.add_argument("--timing", action="store_true", help="time an epoch against MiniLM")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "static_vectors.json"))
     args = parser.parse_args()
@@ -117,14 +119,18 @@ def main() -> None:
     for task in args.tasks.split(","):
         size = args.sst2_size if task == "sst2" else None
         for fraction in (float(f) for f in args.fractions.split(",")):
-            data = sample(task, fraction, size, tmp)
+            data, n_train = sample(task, fraction, size, tmp)
             full = fraction >= 1.0
+            # evaluation costs more than training a 10 % sample: every 2 epochs there, and on a
+            # fixed 1,000-sentence dev sample during training (the final score: all of dev)
+            every = math.ceil(n_train / 32) * (1 if full else 2)
+            schedule = [f"trainer.eval_every={every}", f"trainer.eval_samples={args.eval_samples}"]
             epochs = getattr(args, f"{task}_epochs") * (1 if full else args.small_epochs_scale)
             seeds = (args.full_seeds if full else args.seeds).split(",")
             for variant in args.variants.split(","):
                 for seed in seeds:
                     overrides = [f"data.train={data}", f"trainer.epochs={epochs}", f"seed={seed}"]
-                    overrides += ["trainer.num_threads=1", *VARIANTS[variant]]
+                    overrides += ["trainer.num_threads=1", *schedule, *VARIANTS[variant]]
                     name = f"{task}-{fraction}-{variant}-{seed}"
                     jobs.append((task, fraction, variant, seed, overrides, tmp / name))
     results: list[dict[str, Any]] = []
@@ -155,7 +161,7 @@ def time_epochs(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     out = {}
     for task in args.tasks.split(","):
         size = args.sst2_size if task == "sst2" else None
-        data = sample(task, 0.1, size, tmp)
+        data, _ = sample(task, 0.1, size, tmp)
         for name, config in (("glove", TASKS[task]["config"]), ("minilm", TASKS[task]["minilm"])):
             m = train(
                 config,
