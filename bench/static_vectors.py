@@ -17,6 +17,8 @@ at a time (run it on a quiet machine).
     HF_HUB_OFFLINE=1 python bench/static_vectors.py --workers 2
     HF_HUB_OFFLINE=1 python bench/static_vectors.py --tasks conll --fractions 0.1 --seeds 1,2,3
 
+Dev is evaluated on a fixed ``--eval-samples`` sample during training (each epoch at 100 %,
+every 2 epochs at smaller fractions); the reported number is the best checkpoint on all of dev.
 Each run is its own ``nlptune train`` subprocess with ``trainer.num_threads=1``; ``--workers``
 runs that many at once. Writes a table and JSON (``--out``, default
 bench/results/static_vectors.json); sampled training files go to a temporary folder.
