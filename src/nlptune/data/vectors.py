@@ -135,12 +135,7 @@ def _open(path: Path) -> IO[bytes]:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def read_vectors(
-    path: str | Path,
-    wanted: Collection[str],
-    progress: Callable[[int], None] | None = None,
-    first: int = 0,
-) -> VectorTable:
+def read_vectors(path: str | Path, wanted: Collection[str], first: int = 0) -> VectorTable:
     """The rows of ``wanted`` words that the vectors at ``path`` hold, and of the ``first`` words
     of the file (``leading``, in file order: the most frequent, for files sorted so)."""
     source = detect(path)
@@ -155,7 +150,7 @@ def read_vectors(
     rows: dict[str, np.ndarray] = {}
     leading: dict[str, None] = {}  # a dict keeps the file's order
     want = set(wanted)
-    for n, record in enumerate(_records(source, want, progress, first)):
+    for n, record in enumerate(_records(source, want, first)):
         dim, size, word, vector = record  # dim and size: the same in every record
         if n < first:
             leading.setdefault(word, None)
@@ -163,14 +158,10 @@ def read_vectors(
             continue
         if word not in rows:
             rows[word] = vector()
-    table = VectorTable(dim, rows, size, format=source.format)
-    table.leading = list(leading)
-    return table
+    return VectorTable(dim, rows, size, format=source.format, leading=list(leading))
 
 
-def iter_vectors(
-    path: str | Path, progress: Callable[[int], None] | None = None
-) -> Iterator[tuple[int, str, np.ndarray]]:
+def iter_vectors(path: str | Path) -> Iterator[tuple[int, str, np.ndarray]]:
     """Every ``(dim, word, vector)`` of the vectors at ``path``, streamed (the adapt command)."""
     source = detect(path)
     if source.format == "fasttext_bin":
@@ -178,32 +169,27 @@ def iter_vectors(
         for word in kv.index_to_key:
             yield kv.vector_size, word, np.asarray(kv[word], dtype=np.float32)
         return
-    for dim, _size, word, vector in _records(source, None, progress):
+    for dim, _size, word, vector in _records(source, None):
         yield dim, word, vector()
 
 
 Record = tuple[int, int, str, Callable[[], np.ndarray]]
 
 
-def _records(
-    source: Source,
-    want: set[str] | None,
-    progress: Callable[[int], None] | None,
-    first: int = 0,
-) -> Iterator[Record]:
+def _records(source: Source, want: set[str] | None, first: int = 0) -> Iterator[Record]:
     """``(dim, size, word, vector())`` per row (an array or spaCy vocabulary: only the rows of
     ``want`` and the ``first`` ones); ``vector`` parses only when called."""
     if source.format in ("glove", "word2vec_text"):
-        yield from _text(source.path, source.format == "word2vec_text", progress)
+        yield from _text(source.path, source.format == "word2vec_text")
     elif source.format == "word2vec_bin":
-        yield from _binary(source.path, progress)
+        yield from _binary(source.path)
     elif source.format == "array":
         yield from _array(source, want, first)
     else:
         yield from _spacy(source.path, want)
 
 
-def _text(path: Path, header: bool, progress: Callable[[int], None] | None) -> Iterator[Record]:
+def _text(path: Path, header: bool) -> Iterator[Record]:
     with _open(path) as raw:
         stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
         lines = enumerate(stream, 1)
@@ -213,8 +199,6 @@ def _text(path: Path, header: bool, progress: Callable[[int], None] | None) -> I
                 _, first = next(lines)
                 size, dim = (int(x) for x in first.split())
             for lineno, line in lines:
-                if progress is not None:
-                    progress(len(line))
                 line = line.rstrip("\r\n").rstrip(" ")
                 if lineno == 1:
                     line = line.removeprefix("\ufeff")  # a byte-order mark is not a word
@@ -263,14 +247,14 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _binary(path: Path, progress: Callable[[int], None] | None) -> Iterator[Record]:
+def _binary(path: Path) -> Iterator[Record]:
     try:
-        yield from _binary_records(path, progress)
+        yield from _binary_records(path)
     except (EOFError, OSError, zlib.error) as err:
         raise VectorsError(f"{path}: can't read: {err}") from None
 
 
-def _binary_records(path: Path, progress: Callable[[int], None] | None) -> Iterator[Record]:
+def _binary_records(path: Path) -> Iterator[Record]:
     with _open(path) as f:
         header = f.readline()
         try:
@@ -300,8 +284,6 @@ def _binary_records(path: Path, progress: Callable[[int], None] | None) -> Itera
                 raise VectorsError(f"{path}: word {n} is not UTF-8") from None
             data = buffer[space + 1 : space + 1 + width]
             buffer = buffer[space + 1 + width :].lstrip(b"\n")
-            if progress is not None:
-                progress(space + 1 + width)
             yield dim, size, word, _unpack(path, n, data)
 
 

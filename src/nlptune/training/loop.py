@@ -70,7 +70,6 @@ class Job:
     callbacks: Sequence[Callable[[LoopState], None]] = ()
     resume: bool = False
     eval_by_length: bool = True
-    head_losses: dict[str, Any] = field(default_factory=dict)  # the last step's, per head
 
 
 def steps_per_epoch(job: Job) -> int:
@@ -152,7 +151,7 @@ def _run(
             if _replan(job, state) and acc.num_processes > 1:
                 wrapped = acc.prepare_model(job.model)  # DDP must see the new trainable set
             started = time.perf_counter()
-            loss = _step(job, wrapped, optimizer, scheduler, indices)
+            loss, head_losses = _step(job, wrapped, optimizer, scheduler, indices)
             state.step += 1
             state.batch_in_epoch += 1
             state.examples += len(indices)
@@ -167,8 +166,8 @@ def _run(
                 rate = state.examples / max(state.train_seconds, 1e-9)
                 # each process holds its share of the global mean: sum the shares (every process
                 # logs at the same steps, so all take part)
-                names = sorted(job.head_losses)
-                shares = torch.stack([loss, *(job.head_losses[k] for k in names)]).float()
+                names = sorted(head_losses)
+                shares = torch.stack([loss, *(head_losses[k] for k in names)]).float()
                 if acc.num_processes > 1:
                     shares = acc.reduce(shares, reduction="sum")
                 lr, value = scheduler.get_last_lr()[-1], float(shares[0])
@@ -234,9 +233,9 @@ def _sync(device: torch.device) -> None:
 
 def _step(
     job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[int]
-) -> torch.Tensor:
-    """One optimizer step over the global batch ``indices``; returns this process's loss share
-    (a 0-d tensor, left on the device)."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimizer step over the global batch ``indices``; returns this process's share of
+    the loss (a 0-d tensor, left on the device) and, with several heads, of each head's loss."""
     acc, t = job.accelerator, job.trainer
     wrapped.train()
     micro = np.array_split(np.asarray(indices), t.grad_accum)
@@ -262,8 +261,7 @@ def _step(
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    job.head_losses = heads
-    return total
+    return total, heads
 
 
 def _batch(
