@@ -102,7 +102,10 @@ def adapt(
     if first is None:
         raise NlptuneError(f"{vectors}: holds no vectors")
     dim = first[0]
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NlptuneError(f"-o {out}: can't make its folder: {err.strerror}") from None
     model = Word2Vec(
         vector_size=dim,
         window=window,
@@ -140,7 +143,10 @@ def adapt(
     model.train(sentences, total_examples=model.corpus_count, epochs=epochs, callbacks=[bar])
     bar.bar.close()
     adapted = {w: model.wv.vectors[i] for i, w in enumerate(words)}
-    written = _write(source, adapted, target, dim)
+    try:
+        written = _write(source, adapted, target, dim)
+    except OSError as err:  # a full disk, a folder that is not writable
+        raise NlptuneError(f"-o {out}: can't write: {err}") from None
     summary = {
         "output": str(target),
         "dim": dim,

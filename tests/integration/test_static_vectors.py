@@ -531,6 +531,10 @@ def test_adapt_refuses_bad_input(
     cases += [
         (["vectors", "adapt", str(glove_file), str(corpus), "-o", str(folder)], "is a folder"),
         (
+            ["vectors", "adapt", str(glove_file), str(corpus), "-o", str(out / "x.txt")],
+            "can't make its folder",  # its "folder" is the user's file
+        ),
+        (
             ["vectors", "adapt", str(glove_file), str(fifo), "-o", str(tmp_path / "o4.txt")],
             "not a regular file",
         ),
