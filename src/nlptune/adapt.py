@@ -13,7 +13,6 @@ import gzip
 import logging
 import os
 import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from nlptune.backbones.word_text import split_words
 from nlptune.data.features import atomic_write
+from nlptune.data.plain import read_lines, text_files
 from nlptune.data.vectors import iter_vectors, read_vectors
 from nlptune.errors import DataError, NlptuneError
 
@@ -33,37 +33,14 @@ class Corpus:
     lists of words; iterable again and again (gensim makes several passes)."""
 
     def __init__(self, path: str | Path, lowercase: bool = False) -> None:
-        root = Path(path)
-        if not root.exists():
-            raise DataError(f"corpus {path}: no such file or folder")
-        if root.is_dir():
-            self.files = sorted(
-                f for f in root.rglob("*") if f.is_file() and f.name.endswith((".txt", ".gz"))
-            )
-            if not self.files:
-                raise DataError(f"corpus {path}: a folder with no .txt or .gz files")
-        elif root.is_file():
-            self.files = [root]
-        else:  # a pipe or a device: gensim reads the corpus several times, a pipe only once
-            raise DataError(
-                f"corpus {path}: not a regular file or folder (it is read once per "
-                "epoch); write it to a file first"
-            )
-        self.lowercase = lowercase
+        self.files = text_files(path, "corpus")
+        self.path, self.lowercase = path, lowercase
 
     def __iter__(self) -> Iterator[list[str]]:
-        for file in self.files:
-            opener: Any = gzip.open if file.suffix == ".gz" else open
-            try:
-                with opener(file, "rt", encoding="utf-8") as f:
-                    for line in f:
-                        words = split_words(line.lower() if self.lowercase else line)
-                        if words:
-                            yield words
-            except UnicodeDecodeError as err:
-                raise DataError(f"{file}: not UTF-8 text ({err.reason})") from None
-            except (OSError, EOFError, zlib.error) as err:
-                raise DataError(f"{file}: can't read: {err}") from None
+        for line, _, _ in read_lines(self.path, "corpus"):
+            words = split_words(line.lower() if self.lowercase else line)
+            if words:
+                yield words
 
 
 def adapt(

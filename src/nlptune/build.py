@@ -50,10 +50,23 @@ def parts(config: RunConfig) -> Parts:
         **_fields(config.task),
         **{arg: data[key] for key, arg in task_cls.DATA_ARGS.items()},
     )
-    backbone = BACKBONES.get(config.backbone.type)(**_fields(config.backbone))
+    backbone_cls = BACKBONES.get(config.backbone.type)
+    options = _fields(config.backbone)
+    params = inspect.signature(backbone_cls).parameters
+    plugin = "init" not in params and not any(  # a plugin that predates backbone.init
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+    if plugin and options.pop("init") != "pretrained":
+        raise ConfigError(
+            f"backbone.type={config.backbone.type} can't start from random weights; remove "
+            "backbone.init or use hf_encoder, hf_seq2seq or static_vectors"
+        )
+    backbone = backbone_cls(**options)
     strategy = _fields(config.strategy)
-    if strategy.get("freeze_embeddings") is None:  # the family's default
-        strategy["freeze_embeddings"] = bool(getattr(backbone, "freeze_embeddings", True))
+    if strategy.get("freeze_embeddings") is None:  # the family's (or the task's) default
+        default = getattr(task, "freeze_embeddings", getattr(backbone, "freeze_embeddings", True))
+        # random word embeddings learn, whatever the family's default for pre-trained ones
+        strategy["freeze_embeddings"] = bool(default) and config.backbone.init != "random"
     return Parts(
         task=task,
         backbone=backbone,
@@ -80,6 +93,9 @@ def check(p: Parts, run: RunConfig) -> None:
             f"use {' or '.join(allowed)} ({uses})"
         )
     p.backbone.check()
+    check_heads = getattr(p.backbone, "check_heads", None)  # can this checkpoint feed them?
+    if check_heads is not None:
+        check_heads({spec.kind for spec in p.task.heads().values()})
     p.strategy.check(p.backbone.num_layers())
 
 
@@ -274,8 +290,18 @@ def train_model(
         callbacks=callbacks,
         resume=resume,
         eval_by_length=p.task.eval_by_length,
+        prepare_batch=_prepare_batch(p.task, run.seed),
     )
     return fit(job), model
+
+
+def _prepare_batch(task: Task, seed: int) -> Callable[[dict[str, Any], int], None] | None:
+    """The task's optional ``train_batch(batch, seed, epoch)`` hook (masked-LM masking), bound
+    to the run's seed."""
+    hook = getattr(task, "train_batch", None)
+    if hook is None:
+        return None
+    return lambda batch, epoch: hook(batch, seed, epoch)
 
 
 def frozen_cache(

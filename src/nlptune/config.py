@@ -47,12 +47,22 @@ class DataConfig(Section):
     dev: str | None = Field(None, description="development data, evaluated during training")
     test: str | None = Field(None, description="test data, evaluated once with the best model")
     format: Literal[
-        "auto", "csv", "tsv", "jsonl", "hf", "conll", "conllu", "streusle", "semeval", "squad"
+        "auto",
+        "csv",
+        "tsv",
+        "jsonl",
+        "hf",
+        "conll",
+        "conllu",
+        "streusle",
+        "semeval",
+        "squad",
+        "text",
     ] = Field(
         "auto",
         description="file format; auto = from the file name and the task (.csv .tsv .jsonl, "
         "folder = hf; conll/conllu for tagging; .conllulex = streusle, .xml = semeval; SQuAD "
-        ".json = squad)",
+        ".json = squad; masked_lm: .txt[.gz] or a folder of them = text, one line each)",
     )
     text: Column = Field("text", description="column with the text (name or 0-based index)")
     text_pair: Column | None = Field(None, description="column with the second text of a pair")
@@ -104,6 +114,11 @@ class BackboneConfig(Section):
     )
     max_length: int = Field(
         256, ge=8, description="longest input in subword tokens; longer inputs are truncated"
+    )
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained",
+        description="pretrained = the checkpoint's weights; random = the same architecture (and "
+        "tokenizer or vocabulary) with fresh weights: training from scratch",
     )
 
 

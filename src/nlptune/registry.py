@@ -24,6 +24,7 @@ _BUILTIN_MODULES = {
         "sequence_labelling",
         "word_sense",
         "text_to_text",
+        "masked_lm",
     ],
     "backbones": ["hf_encoder", "hf_seq2seq", "static_vectors"],
     "strategies": ["full", "frozen", "last_k"],

@@ -38,6 +38,7 @@ DATA: dict[str, dict[str, Any]] = {
     "sequence_labelling": {"train": "ner_train.conll", "dev": "ner_dev.conll", "tag_column": 3},
     "word_sense": {"train": "streusle_train.conllulex", "dev": "streusle_dev.conllulex"},
     "extractive_qa": {"train": "squad_v1_train.json", "dev": "squad_v1_dev.json"},
+    "masked_lm": {"train": "corpus/train.txt", "dev": "corpus/dev.txt"},
     "text_to_text": {
         "train": "translate/train",
         "dev": "translate/dev",

@@ -123,3 +123,28 @@ def test_word_lm_head_without_word_pairs_still_reaches_every_parameter() -> None
     assert float(loss.detach()) == 0.0
     assert head.out.weight.grad is not None and head.out.bias.grad is not None
     assert head.eval()(states, batch) == {}  # nothing at prediction time
+
+
+@pytest.mark.parametrize(
+    "model_type", ["bert", "roberta", "distilbert", "deberta-v2", "electra", "mpnet"]
+)
+def test_masked_lm_head_is_the_architectures_own(tmp_path: Path, model_type: str) -> None:
+    """Our encoder + MaskedLMHead equals the saved AutoModelForMaskedLM, output layer tied."""
+    import transformers
+
+    from nlptune.heads import MaskedLMHead
+
+    backbone = HFEncoder("unused")
+    encoder = HFEncoderModule(_tiny(model_type))
+    head = MaskedLMHead(16, **backbone.head_options("masked_lm", encoder))
+    output = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert output.weight is encoder.base.get_input_embeddings().weight  # tied, as transformers ties
+    model = TaskModel(encoder, {"mlm": head}).eval()
+    backbone.save(model, _NoText(), tmp_path, Export("masked_lm"))
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    ids = torch.tensor([[2, 7, 9, 11, 3], [2, 5, 3, 0, 0]])
+    mask = (ids > 0).long()
+    with torch.no_grad():
+        mine = model(input_ids=ids, attention_mask=mask, mlm_positions=mask.bool())["logits"]
+        out = theirs(input_ids=ids, attention_mask=mask).logits[mask.bool()]
+    torch.testing.assert_close(mine, out, atol=1e-5, rtol=1e-4)

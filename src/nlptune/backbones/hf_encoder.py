@@ -78,6 +78,73 @@ class HFEncoderModule(nn.Module):
         return [n for n, p in self.named_parameters() if p is matrix]
 
 
+# our next-sentence head -> BertForPreTraining ({p}: base_model_prefix)
+NSP_NAMES = {
+    "pooler.weight": "{p}.pooler.dense.weight",
+    "pooler.bias": "{p}.pooler.dense.bias",
+    "out.weight": "cls.seq_relationship.weight",
+    "out.bias": "cls.seq_relationship.bias",
+}
+# architectures whose *ForPreTraining class is BERT's: a pooler and a next-sentence head
+NSP_TYPES = frozenset({"bert", "megatron-bert", "ernie", "nezha"})
+# model_type -> the modules of its *ForMaskedLM head, in the order its forward applies them,
+# where that is not simply the order they are registered in
+LM_ORDER = {"distilbert": ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")}
+
+
+def lm_parts(encoder: HFEncoderModule) -> list[tuple[str, nn.Module]]:
+    """The architecture's masked-LM head for ``encoder`` (fresh weights, as transformers
+    initialises them; the output layer tied to the encoder's input embeddings when the
+    architecture ties them). Checked once against the architecture's own forward."""
+    from transformers import AutoModelForMaskedLM
+
+    config = encoder.config
+    try:
+        with quiet_transformers():
+            model = AutoModelForMaskedLM.from_config(copy.deepcopy(config), dtype=torch.float32)
+    except ValueError as err:
+        raise ModelError(
+            f"{config.model_type} has no masked-LM class in transformers: {first_line(err)}"
+        ) from None
+    prefix = model.base_model_prefix
+    names = LM_ORDER.get(config.model_type) or tuple(
+        n for n, m in model.named_children() if n != prefix and any(True for _ in m.parameters())
+    )
+    parts = [(n, getattr(model, n)) for n in names]
+    model.eval()
+    probe = torch.tensor([[min(5, config.vocab_size - 1)] * 4])
+    with torch.no_grad():
+        states = model.base_model(input_ids=probe)[0][0]
+        mine = states
+        for _, module in parts:
+            mine = module(mine)
+        if mine.shape != model(input_ids=probe).logits[0].shape or not torch.allclose(
+            mine, model(input_ids=probe).logits[0], atol=1e-4
+        ):
+            raise ModelError(
+                f"nlptune can't tell which modules of {type(model).__name__} make its masked-LM "
+                "head; use a BERT-, RoBERTa-, DeBERTa-, MPNet- or DistilBERT-style model"
+            )
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is model.get_input_embeddings().weight:
+        output.weight = encoder.base.get_input_embeddings().weight  # tie to our encoder's
+    return parts
+
+
+def tied_names(encoder: HFEncoderModule) -> set[str]:
+    """transformers' names of masked-LM head weights tied to others (the output layer to the
+    input embeddings, BERT's decoder bias to the head's bias): loaded through their partners."""
+    if not getattr(encoder.config, "tie_word_embeddings", True):
+        return set()
+    return set(getattr(_masked_lm_class(encoder.config), "_tied_weights_keys", None) or ())
+
+
+def _masked_lm_class(config: Any) -> Any:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
+
+    return MODEL_FOR_MASKED_LM_MAPPING[type(config)]
+
+
 def num_layers(config: Any) -> int:
     for attr in ("num_hidden_layers", "n_layers", "num_layers", "n_layer"):
         if isinstance(getattr(config, attr, None), int):
@@ -97,11 +164,14 @@ class HFEncoder:
     """A transformers encoder (BERT, RoBERTa, MPNet, DeBERTa, ...) from a folder, hub or package."""
 
     Config = BackboneConfig
-    head_kinds = frozenset({"classification", "token", "span", "target"})
+    head_kinds = frozenset(
+        {"classification", "token", "span", "target", "masked_lm", "next_sentence"}
+    )
     freeze_embeddings = True  # strategy.freeze_embeddings when the config leaves it null
 
-    def __init__(self, path: str, max_length: int = 256) -> None:
-        self.path, self.max_length = path, max_length
+    def __init__(self, path: str, max_length: int = 256, init: str = "pretrained") -> None:
+        self.path, self.max_length, self.init = path, max_length, init
+        self._pretraining: dict[str, Any] = {}  # the checkpoint's own pre-training heads, read once
 
     def _config(self) -> Any:
         from transformers import AutoConfig
@@ -121,12 +191,37 @@ class HFEncoder:
                 "task needs an encoder such as BERT"
             )
 
+    def check_heads(self, kinds: set[str]) -> None:
+        """Refuse pre-training heads the architecture has no transformers class for."""
+        if not kinds & {"masked_lm", "next_sentence"}:
+            return
+        config = self._config()
+        from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
+
+        if "masked_lm" in kinds and type(config) not in MODEL_FOR_MASKED_LM_MAPPING:
+            raise ModelError(
+                f"backbone.path {self.path}: {config.model_type} has no masked-LM class in "
+                "transformers; use a BERT-, RoBERTa-, DeBERTa-, MPNet- or DistilBERT-style model"
+            )
+        if "next_sentence" in kinds and config.model_type not in NSP_TYPES:
+            raise ModelError(
+                f"backbone.path {self.path}: {config.model_type} models have no next-sentence "
+                f"head (BERT-style models do: {', '.join(sorted(NSP_TYPES))}); use "
+                "task.objectives=[mlm]"
+            )
+
     def num_layers(self) -> int:
         return num_layers(self._config())
 
     def load(self) -> tuple[HFEncoderModule, set[str]]:
         from transformers import AutoModel
 
+        if self.init == "random":  # the same architecture, fresh weights (seeded by the run)
+            with quiet_transformers():
+                base = AutoModel.from_config(self._config(), dtype=torch.float32)
+            encoder = HFEncoderModule(base)
+            logger.info("backbone.init random: %s weights start from scratch", self.path)
+            return encoder, set()  # a backbone to strategies (frozen: fixed random features)
         try:
             with quiet_transformers():
                 # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads
@@ -156,7 +251,10 @@ class HFEncoder:
         if dropout is None:
             dropout = getattr(config, "hidden_dropout_prob", 0.1)
         options: dict[str, Any] = {}
-        if kind in ("classification", "token", "span"):  # as transformers initialises its heads
+        if kind == "masked_lm":
+            return {"parts": lm_parts(encoder), "vocab_size": int(encoder.config.vocab_size)}
+        # as transformers initialises its heads
+        if kind in ("classification", "token", "span", "next_sentence"):
             options["init_std"] = float(getattr(config, "initializer_range", 0.02))
         if kind in ("classification", "token", "target"):
             options["dropout"] = float(dropout)
@@ -172,9 +270,54 @@ class HFEncoder:
         return options
 
     def head_init(self, kind: str, encoder: Any) -> dict[str, torch.Tensor]:
+        if kind in ("masked_lm", "next_sentence"):
+            return self._pretraining_head(kind, encoder)
         if kind != "classification" or LAYOUT.get(encoder.config.model_type, "bert") != "bert":
             return {}
         return {f"pooler.{k}": v for k, v in encoder.pretrained_pooler.items()}
+
+    def _pretraining_head(self, kind: str, encoder: Any) -> dict[str, torch.Tensor]:
+        """The checkpoint's masked-LM (or next-sentence) head weights under our head's names;
+        empty, and said in the log, when the checkpoint has none (sentence-embedding models)."""
+        if self.init == "random":
+            return {}
+        import transformers
+
+        auto = "AutoModelForPreTraining" if kind == "next_sentence" else "AutoModelForMaskedLM"
+        if auto not in self._pretraining:
+            with quiet_transformers():
+                model, info = getattr(transformers, auto).from_pretrained(
+                    resolve_model_path(self.path), output_loading_info=True, dtype=torch.float32
+                )
+            missing = {str(k if isinstance(k, str) else k[0]) for k in info["missing_keys"]}
+            self._pretraining[auto] = (model.state_dict(), missing, model.base_model_prefix)
+        state, missing, prefix = self._pretraining[auto]
+        if kind == "next_sentence":
+            names = {ours: theirs.format(p=prefix) for ours, theirs in NSP_NAMES.items()}
+            have = {o: t for o, t in names.items() if t in state and t not in missing}
+            if "out.weight" not in have:
+                logger.info(
+                    "next-sentence head: %s has none; initialised%s",
+                    self.path,
+                    " (its pooler from the checkpoint)" if "pooler.weight" in have else "",
+                )
+            return {ours: state[theirs] for ours, theirs in have.items()}
+        tied = tied_names(encoder)
+        head = {
+            k: v
+            for k, v in state.items()
+            if not k.startswith(f"{prefix}.") and k not in tied and k.split(".")[0] != "lm_loss"
+        }
+        new = sorted(k for k in head if k in missing)
+        if new:
+            logger.info(
+                "masked-LM head: %s has no %s; initialised as %s does, the output layer tied to "
+                "the input embeddings",
+                self.path,
+                "head" if len(new) == len(head) else ", ".join(new),
+                encoder.config.model_type,
+            )
+        return {f"lm.{k}": v for k, v in head.items() if k not in missing}
 
     def text_encoder(self) -> HFTextEncoder:
         from transformers import AutoTokenizer
@@ -189,6 +332,9 @@ class HFEncoder:
     def save(self, model: Any, text_encoder: Any, folder: Path, export: Export) -> None:
         import transformers
 
+        if export.kind == "masked_lm":
+            self._save_pretraining(model, text_encoder, folder)
+            return
         base = model.encoder.base
         kind, names = standard_class(export, base.config.model_type)
         config = copy.deepcopy(base.config)
@@ -216,11 +362,75 @@ class HFEncoder:
             (folder / f"{stem}.json").write_text(json.dumps(info))
         text_encoder.save(folder)
 
+    def _save_pretraining(self, model: Any, text_encoder: Any, folder: Path) -> None:
+        """A masked-LM run as ``*ForMaskedLM`` (``*ForPreTraining`` with next-sentence
+        prediction): fill-mask pipelines load it, and so does any task as its backbone."""
+        import transformers
+
+        base, nsp = model.encoder.base, "nsp" in model.heads
+        # BERT-style checkpoints keep their pooler (a later classification head starts from it):
+        # *ForPreTraining holds it, with the next-sentence head (fresh when it did not train)
+        pooler = dict(model.encoder.pretrained_pooler)
+        pretraining = nsp or (bool(pooler) and base.config.model_type in NSP_TYPES)
+        auto = "AutoModelForPreTraining" if pretraining else "AutoModelForMaskedLM"
+        config = copy.deepcopy(base.config)
+        config.architectures = None
+        with quiet_transformers():
+            standard = getattr(transformers, auto).from_config(config)
+        prefix = standard.base_model_prefix
+        state = {f"{prefix}.{k}": v for k, v in base.state_dict().items()}
+        state |= {k.removeprefix("lm."): v for k, v in model.heads["mlm"].state_dict().items()}
+        if nsp:
+            state |= {
+                theirs.format(p=prefix): model.heads["nsp"].state_dict()[ours]
+                for ours, theirs in NSP_NAMES.items()
+            }
+        elif pretraining:
+            state |= {f"{prefix}.pooler.dense.{k}": v for k, v in pooler.items()}
+            fresh = standard.state_dict()
+            state |= {k: fresh[k] for k in fresh if k.startswith("cls.seq_relationship.")}
+        missing, unexpected = standard.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k not in tied_names(model.encoder)]
+        if missing or unexpected:
+            raise RuntimeError(f"can't map the model onto {auto}: {missing} {unexpected}")
+        standard.save_pretrained(folder, safe_serialization=True)
+        text_encoder.save(folder)
+
+    def _load_pretraining(
+        self, folder: Path, export: Export, make_model: Callable[[Any], Any]
+    ) -> tuple[Any, HFTextEncoder]:
+        import transformers
+
+        nsp = bool(export.settings.get("nsp"))
+        saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        pretraining = any(a.endswith("ForPreTraining") for a in saved.get("architectures") or ())
+        auto = "AutoModelForPreTraining" if pretraining else "AutoModelForMaskedLM"
+        with quiet_transformers():
+            loaded = getattr(transformers, auto).from_pretrained(folder, dtype=torch.float32)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        state, base = loaded.state_dict(), loaded.base_model
+        prefix = base.base_model_prefix
+        pooler = {
+            leaf: state[f"{prefix}.pooler.dense.{leaf}"].clone()
+            for leaf in ("weight", "bias")
+            if f"{prefix}.pooler.dense.{leaf}" in state
+        }
+        model = make_model(HFEncoderModule(base, pooler))
+        mlm = model.heads["mlm"]
+        mlm.load_state_dict({k: state[k.removeprefix("lm.")] for k in mlm.state_dict()})
+        if nsp:
+            model.heads["nsp"].load_state_dict(
+                {ours: state[theirs.format(p=prefix)] for ours, theirs in NSP_NAMES.items()}
+            )
+        return model, HFTextEncoder(tokenizer)
+
     def load_trained(
         self, folder: Path, export: Export, make_model: Callable[[Any], Any]
     ) -> tuple[Any, HFTextEncoder]:
         import transformers
 
+        if export.kind == "masked_lm":
+            return self._load_pretraining(folder, export, make_model)
         with quiet_transformers():
             config = transformers.AutoConfig.from_pretrained(folder)
             kind, names = standard_class(export, config.model_type)

@@ -215,8 +215,9 @@ class HFSeq2Seq:
         max_length: int = 256,
         decoder_path: str | None = None,
         tie_decoder: bool = False,
+        init: str = "pretrained",
     ) -> None:
-        self.path, self.max_length = path, max_length
+        self.path, self.max_length, self.init = path, max_length, init
         self.decoder_path, self.tie_decoder = decoder_path, tie_decoder
 
     def _config(self, path: str, key: str = "backbone.path") -> Any:
@@ -270,13 +271,19 @@ class HFSeq2Seq:
         path = resolve_model_path(self.path)
         try:
             with quiet_transformers():
-                if not self._warm_start():
+                if self.init == "random" and not self._warm_start():
+                    config = self._config(self.path)
+                    model = AutoModelForSeq2SeqLM.from_config(config, dtype=torch.float32)
+                    new = set()  # a backbone to strategies, as a pre-trained one
+                elif not self._warm_start():
                     model, info = AutoModelForSeq2SeqLM.from_pretrained(
                         path, output_loading_info=True, dtype=torch.float32
                     )
                     new = {_key(k) for k in info.get("missing_keys", ())}
                 else:
                     model, new = self._bert2bert(path)
+                if self.init == "random":
+                    logger.info("backbone.init random: %s weights start from scratch", self.path)
         except (OSError, ValueError) as err:
             raise ModelError(
                 f"backbone.path {self.path}: can't load the model: {first_line(err)}"
@@ -289,13 +296,19 @@ class HFSeq2Seq:
         from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, EncoderDecoderModel
 
         decoder_path = resolve_model_path(self.decoder_path) if self.decoder_path else path
-        encoder = AutoModel.from_pretrained(path, dtype=torch.float32)
         config = AutoConfig.from_pretrained(decoder_path, is_decoder=True, add_cross_attention=True)
+        encoder: Any
         decoder: Any
         info: Any
-        decoder, info = AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
-            decoder_path, config=config, output_loading_info=True, dtype=torch.float32
-        )
+        if self.init == "random":  # the same architecture, fresh weights (seeded by the run)
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(path), dtype=torch.float32)
+            decoder = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            info = {"missing_keys": []}  # a backbone to strategies, as a pre-trained one
+        else:
+            encoder = AutoModel.from_pretrained(path, dtype=torch.float32)
+            decoder, info = AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
+                decoder_path, config=config, output_loading_info=True, dtype=torch.float32
+            )
         model: Any = EncoderDecoderModel(encoder=encoder, decoder=decoder)
         tokenizer = self._tokenizer(path)
         start, end = _start(tokenizer), _end(tokenizer)

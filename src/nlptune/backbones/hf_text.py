@@ -21,6 +21,12 @@ class HFTextEncoder:
         unk = tokenizer.unk_token_id
         self.unk_id: int = unk if unk is not None else self.pad_id
         self.prefix, self.suffix = _framing(tokenizer)
+        # for masked-LM pre-training: the mask token, the vocabulary and the ids never masked
+        self.mask_id: int | None = tokenizer.mask_token_id
+        self.mask_token: str | None = tokenizer.mask_token
+        self.vocab_size: int = len(tokenizer)
+        self.special_ids: list[int] = sorted(set(tokenizer.all_special_ids))
+        self._pair_template: tuple[list[int], list[int]] | None = None
 
     def encode(
         self, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int
@@ -45,6 +51,49 @@ class HFTextEncoder:
             if w is not None:
                 pieces[w].append(token)
         return pieces
+
+    def encode_plain(self, texts: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Unframed, untruncated ids of each text, and per token whether it starts a word
+        (the tokenizer's pre-tokenized words; every token where the tokenizer can't say)."""
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
+        ids = [np.asarray(x, dtype=np.int32) for x in enc["input_ids"]]
+        starts = []
+        for i, row in enumerate(ids):
+            try:
+                words = enc.word_ids(i)
+            except (ValueError, AttributeError):  # a slow tokenizer
+                words = list(range(len(row)))
+            previous = object()
+            flags = np.zeros(len(row), dtype=bool)
+            for j, w in enumerate(words):
+                flags[j] = w is None or w != previous
+                previous = w
+            starts.append(flags)
+        return ids, starts
+
+    def frame_pair(
+        self, first: np.ndarray, second: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Two unframed id arrays as one framed pair ([CLS] A [SEP] B [SEP] for BERT): the ids,
+        the token type ids and a mask of the content (non-special) positions."""
+        if self._pair_template is None:
+            self._pair_template = _pair_template(self.tokenizer)
+        template, types = self._pair_template
+        parts, type_parts, content = [], [], []
+        for token, kind in zip(template, types, strict=True):
+            piece = first if token == -1 else second if token == -2 else np.asarray([token])
+            parts.append(np.asarray(piece, dtype=np.int64))
+            type_parts.append(np.full(len(piece), kind, dtype=np.int64))
+            content.append(np.full(len(piece), token < 0, dtype=bool))
+        return np.concatenate(parts), np.concatenate(type_parts), np.concatenate(content)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids back to text, special tokens left out."""
+        return str(self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True))
+
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        """Each id as text (``pipeline("fill-mask")``'s ``token_str``)."""
+        return [self.tokenizer.decode([int(i)]).strip() for i in ids]
 
     def windows(
         self, first: Sequence[str], second: Sequence[str], max_length: int, stride: int
@@ -99,3 +148,25 @@ def _framing(tokenizer: Any) -> tuple[list[int], list[int]]:
         if framed[i : i + len(bare)] == bare:
             return framed[:i], framed[i + len(bare) :]
     return [], []
+
+
+def _pair_template(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """How the tokenizer frames a pair: its ids with -1 and -2 where the first and the second
+    text go, and the token type id of every place."""
+    enc = tokenizer("a", "a")
+    bare = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    framed = list(enc["input_ids"])
+    types = list(enc.get("token_type_ids") or [0] * len(framed))
+    template, kinds, i, stand_in = [], [], 0, -1
+    while i < len(framed):
+        if stand_in >= -2 and framed[i : i + len(bare)] == bare:
+            template.append(stand_in)
+            kinds.append(types[i])
+            i, stand_in = i + len(bare), stand_in - 1
+        else:
+            template.append(framed[i])
+            kinds.append(types[i])
+            i += 1
+    if stand_in != -3:
+        raise ValueError("can't tell how this tokenizer frames a pair of texts")
+    return template, kinds

@@ -414,7 +414,10 @@ class StaticVectors:
             pretrained = rows[found][1:]  # not <pad>
             std = float(pretrained.std()) if len(pretrained) > 1 else 0.1
             weight = torch.randn(rows.shape, dtype=torch.float32) * std  # seeded by the run
-            weight[torch.from_numpy(found)] = torch.from_numpy(rows[found])
+            if self.settings["init"] == "random":  # the same vocabulary, no pre-trained rows
+                logger.info("backbone.init random: every word vector starts random")
+            else:
+                weight[torch.from_numpy(found)] = torch.from_numpy(rows[found])
             weight[0] = 0.0
             network.embeddings.weight.data.copy_(weight)
         return network, new

@@ -95,6 +95,10 @@ def read_table(
         hf_subset: configuration name for a hub dataset.
     """
     kind = detect_format(path, fmt)
+    if kind not in ("csv", "tsv", "jsonl", "hf"):
+        raise DataError(
+            f"{path}: data.format={kind} is not a table; this task reads csv, tsv, jsonl or hf"
+        )
     if kind == "hf":
         return _read_hf(path, hf_subset)
     if not Path(path).is_file():

@@ -40,7 +40,8 @@ def read_squad(path: str, fmt: str = "auto", *, nearest: bool = False) -> list[Q
             raise DataError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
         if isinstance(doc, dict) and "data" in doc:
             return _nested(doc["data"], path, nearest)
-    table = read_table(path, fmt if fmt != "auto" else ("jsonl" if p.is_file() else "auto"))
+    flat = "jsonl" if p.is_file() else "auto"  # rows of a SQuAD-like table
+    table = read_table(path, flat if fmt in ("auto", "squad") else fmt)
     return [_flat(row, table.where(i), path, nearest) for i, row in enumerate(table.rows)]
 
 

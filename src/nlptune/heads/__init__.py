@@ -5,8 +5,9 @@ when the batch carries its labels, a ``loss``. :class:`~nlptune.heads.model.Task
 encoder and one or more named heads.
 """
 
-from nlptune.heads.classification import ClassificationHead
+from nlptune.heads.classification import ClassificationHead, NextSentenceHead
 from nlptune.heads.lm import Seq2SeqLMHead
+from nlptune.heads.masked_lm import MaskedLMHead
 from nlptune.heads.model import HeadSpec, TaskModel
 from nlptune.heads.span import SpanHead
 from nlptune.heads.target import TargetHead
@@ -15,6 +16,8 @@ from nlptune.heads.token import TokenHead
 __all__ = [
     "ClassificationHead",
     "HeadSpec",
+    "MaskedLMHead",
+    "NextSentenceHead",
     "Seq2SeqLMHead",
     "SpanHead",
     "TargetHead",

@@ -24,6 +24,7 @@ class ClassificationHead(nn.Module):
     """
 
     kind: ClassVar[str] = "classification"
+    label_key: ClassVar[str] = "labels"
     reads: ClassVar[str] = "first"  # a frozen-backbone cache may store only the first token
 
     def __init__(
@@ -57,10 +58,22 @@ class ClassificationHead(nn.Module):
             x = self.activation(self.pooler(x))
         logits = self.out(self.dropout(x))  # (B, L)
         out = {"logits": logits}
-        labels = batch.get("labels")
+        labels = batch.get(self.label_key)
         if labels is not None:
             out["loss"] = classification_loss(logits, labels, self.problem)
         return out
+
+
+class NextSentenceHead(ClassificationHead):
+    """BERT's next-sentence prediction: pooler (dense + tanh) over [CLS], then two logits
+    (0: B follows A, 1: B is a random sentence, as transformers numbers them), read from
+    ``next_sentence_label``. No dropout before the output, as in ``BertForPreTraining``."""
+
+    kind: ClassVar[str] = "next_sentence"
+    label_key: ClassVar[str] = "next_sentence_label"
+
+    def __init__(self, hidden_size: int, init_std: float = 0.02) -> None:
+        super().__init__(hidden_size, 2, pooler="tanh", dropout=0.0, init_std=init_std)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str) -> torch.Tensor:

@@ -70,6 +70,8 @@ class Job:
     callbacks: Sequence[Callable[[LoopState], None]] = ()
     resume: bool = False
     eval_by_length: bool = True
+    # the task's last word on a training batch, (batch, epoch) -> None: masked-LM masking
+    prepare_batch: Callable[[dict[str, Any], int], None] | None = None
 
 
 def steps_per_epoch(job: Job) -> int:
@@ -151,7 +153,7 @@ def _run(
             if _replan(job, state) and acc.num_processes > 1:
                 wrapped = acc.prepare_model(job.model)  # DDP must see the new trainable set
             started = time.perf_counter()
-            loss, head_losses = _step(job, wrapped, optimizer, scheduler, indices)
+            loss, head_losses = _step(job, wrapped, optimizer, scheduler, indices, state.epoch)
             state.step += 1
             state.batch_in_epoch += 1
             state.examples += len(indices)
@@ -232,7 +234,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _step(
-    job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[int]
+    job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[int], epoch: int
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimizer step over the global batch ``indices``; returns this process's share of
     the loss (a 0-d tensor, left on the device) and, with several heads, of each head's loss."""
@@ -244,7 +246,7 @@ def _step(
     heads: dict[str, torch.Tensor] = {}
     for j, chunk in enumerate(micro):
         part = np.array_split(chunk, world)[rank].tolist()
-        batch = _batch(job, part, acc.device)
+        batch = _batch(job, part, acc.device, epoch=epoch)
         sync = nullcontext() if j == len(micro) - 1 else acc.no_sync(wrapped)
         share = len(part) * world / len(indices)
         with sync:
@@ -265,11 +267,13 @@ def _step(
 
 
 def _batch(
-    job: Job, indices: list[int], device: torch.device, split: str = "train"
+    job: Job, indices: list[int], device: torch.device, split: str = "train", epoch: int = 0
 ) -> dict[str, Any]:
     features = job.train if split == "train" else job.dev
     assert features is not None
     batch: dict[str, Any] = collate(features, indices, job.pad_id, values=split == "train")
+    if split == "train" and job.prepare_batch is not None:
+        job.prepare_batch(batch, epoch)
     return {k: v.to(device) for k, v in batch.items()}
 
 
