@@ -11,17 +11,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Predictor", "RunResult", "load_config", "train", "validate", "__version__"]
+__all__ = [
+    "Predictor",
+    "RunResult",
+    "load_config",
+    "train",
+    "train_stages",
+    "validate",
+    "validate_stages",
+    "__version__",
+]
 
 if TYPE_CHECKING:
-    from nlptune.api import RunResult, train, validate
+    from nlptune.api import RunResult, train, train_stages, validate, validate_stages
     from nlptune.config import load_config
     from nlptune.predict import Predictor
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import nlptune` stays fast; torch and transformers load on first use.
-    if name in ("train", "validate", "RunResult"):
+    if name in ("train", "train_stages", "validate", "validate_stages", "RunResult"):
         from nlptune import api
 
         return getattr(api, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nlptune import artefact, build
+from nlptune import artefact, build, stages
 from nlptune.config import RunConfig, load_config
 from nlptune.errors import ConfigError
 
@@ -34,10 +35,17 @@ def _as_config(
     return load_config(config, overrides)
 
 
+def _is_stages(config: Any) -> bool:
+    return isinstance(config, (str, Path)) and stages.is_stages_file(config)
+
+
 def validate(
     config: str | Path | Mapping[str, Any] | RunConfig, overrides: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Check config, data and model files without loading weights. Returns a short summary."""
+    """Check config, data and model files without loading weights. Returns a short summary
+    (for a stages file, ``{"stages": {name: summary}}``)."""
+    if _is_stages(config):
+        return {"stages": validate_stages([config], overrides)}  # type: ignore[list-item]
     run = _as_config(config, overrides)
     p = build.parts(run)
     build.check(p, run)
@@ -75,6 +83,14 @@ def train(
         overwrite: replace a finished run in ``output_dir``.
         callbacks: called with the loop state after every optimizer step.
     """
+    if _is_stages(config):  # a stages file: every stage, and the last one's result
+        return train_stages(
+            [config],  # type: ignore[list-item]
+            overrides,
+            resume=resume,
+            overwrite=overwrite,
+            callbacks=callbacks,
+        )[-1]
     run = _as_config(config, overrides)
     folder = Path(run.output_dir)
     _check_output_dir(folder, resume, overwrite)
@@ -127,6 +143,76 @@ def train(
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         _summary(run, p.task, metrics, folder)
     accelerator.wait_for_everyone()
+    return RunResult(folder, metrics)
+
+
+def validate_stages(
+    configs: Sequence[str | Path | Mapping[str, Any]], overrides: Sequence[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """Check every stage (config, data, model files) without loading weights. A stage that
+    starts from an earlier stage's model not trained yet is checked against that stage's
+    backbone (the same architecture and tokenizer)."""
+    out: dict[str, dict[str, Any]] = {}
+    previous: str | None = None  # the backbone the previous stage starts from
+    for stage in stages.expand(configs, overrides):
+        backbone = stage.raw.get("backbone") or {}
+        if stage.chained and previous and not Path(backbone["path"]).exists():
+            stage.raw["backbone"] = {**backbone, "path": previous}
+        run = stage.config()
+        out[stage.name] = validate(run)
+        previous = run.backbone.path
+    return out
+
+
+def train_stages(
+    configs: Sequence[str | Path | Mapping[str, Any]],
+    overrides: Sequence[str] = (),
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: Sequence[Callable[[Any], None]] = (),
+) -> list[RunResult]:
+    """Run stages in order (a stages file, or several configs where each later one starts
+    from the previous one's model). A stage whose ``output_dir`` holds a finished run with the
+    same config is reused, so a stopped job continues stage by stage; ``resume`` continues an
+    interrupted stage from its checkpoint; ``overwrite`` trains every stage again."""
+    if resume and overwrite:
+        raise ConfigError("choose one of --resume and --overwrite")
+    planned = stages.expand(configs, overrides)
+    for stage in planned:
+        stage.config()  # every stage's config errors before the first stage trains
+    results: list[RunResult] = []
+    trained = False  # a stage trained in this call: the chained stages after it train too
+    for number, stage in enumerate(planned, 1):
+        run = stage.config()
+        folder = Path(run.output_dir)
+        again = overwrite
+        if artefact.is_complete(folder) and not overwrite:
+            if not (trained and stage.chained):
+                results.append(_reuse(stage, run, folder))
+                continue
+            logger.info("stage %s: the model it starts from was trained again", stage.name)
+            again = True
+        logger.info("stage %s (%d of %d) -> %s", stage.name, number, len(planned), folder)
+        unfinished = (folder / "checkpoints").exists() and not again
+        results.append(
+            train(run, resume=resume and unfinished, overwrite=again, callbacks=callbacks)
+        )
+        trained = True
+    return results
+
+
+def _reuse(stage: stages.Stage, run: RunConfig, folder: Path) -> RunResult:
+    saved, _ = artefact.read_run(folder)
+    changes = stages.changed_keys(saved, run.to_dict())
+    if changes:
+        raise ConfigError(
+            f"stage {stage.name}: {folder} holds a finished run with another config "
+            f"({'; '.join(changes[:4])}); pass --overwrite to train it again, or set "
+            f"{stage.name}.output_dir=... to another folder"
+        )
+    logger.info("stage %s: %s holds this stage's finished run; reusing it", stage.name, folder)
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     return RunResult(folder, metrics)
 
 

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from nlptune.errors import NlptuneError
 
@@ -29,9 +30,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="fine-tune as a config says and save the run")
-    train.add_argument("config", help="YAML run config")
-    train.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    train = sub.add_parser(
+        "train",
+        help="fine-tune as a config says and save the run; several configs (or a stages file) "
+        "run in order, each later one starting from the previous one's model",
+    )
+    train.add_argument(
+        "args",
+        nargs="+",
+        metavar="CONFIG_OR_OVERRIDE",
+        help="YAML run configs or a stages file, then dotted key=value overrides "
+        "(stage.key=value for one stage)",
+    )
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace a finished run")
 
@@ -51,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", help="JSON Lines output (default: stdout)")
 
     validate = sub.add_parser("validate", help="check a config and its data without training")
-    validate.add_argument("config")
-    validate.add_argument("overrides", nargs="*")
+    validate.add_argument("args", nargs="+", metavar="CONFIG_OR_OVERRIDE")
 
     lister = sub.add_parser("list", help="list tasks, strategies, backbones, config keys")
     lister.add_argument("what", choices=["tasks", "strategies", "backbones", "keys", "configs"])
@@ -80,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configs(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Config files and ``key=value`` overrides from the positional arguments."""
+    configs = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    if not configs:
+        raise NlptuneError("give a YAML config file before the key=value overrides")
+    return configs, overrides
+
+
+def _has_stages(path: str) -> bool:
+    from nlptune.stages import is_stages_file
+
+    return is_stages_file(path)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -91,7 +115,12 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # configs and overrides after an option: `train a.yaml --resume x=1`
+        if args.command not in ("train", "validate") or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args.extend(extra)
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -110,10 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from nlptune.api import train
+        from nlptune import api
 
-        result = train(args.config, args.overrides, resume=args.resume, overwrite=args.overwrite)
-        print(json.dumps(result.metrics))
+        configs, overrides = _configs(args.args)
+        if len(configs) == 1 and not _has_stages(configs[0]):
+            result = api.train(configs[0], overrides, resume=args.resume, overwrite=args.overwrite)
+            print(json.dumps(result.metrics))
+        else:
+            results = api.train_stages(
+                configs, overrides, resume=args.resume, overwrite=args.overwrite
+            )
+            print(json.dumps({str(r.output_dir): r.metrics for r in results}))
     elif args.command == "evaluate":
         from nlptune.predict import Predictor
 
@@ -121,10 +157,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "predict":
         _predict(args.run, args.input, args.output)
     elif args.command == "validate":
-        from nlptune.api import validate
+        from nlptune import api
 
-        summary = validate(args.config, args.overrides)
-        print(f"{args.config}: OK")
+        configs, overrides = _configs(args.args)
+        if len(configs) == 1 and not _has_stages(configs[0]):
+            summary: dict[str, Any] = api.validate(configs[0], overrides)
+        else:
+            summary = {"stages": api.validate_stages(configs, overrides)}
+        print(f"{' '.join(configs)}: OK")
         print(json.dumps(summary))
     elif args.command == "list":
         _list(args.what)

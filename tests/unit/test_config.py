@@ -67,11 +67,21 @@ def test_missing_config_file() -> None:
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*/*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path, request: pytest.FixtureRequest) -> None:
-    from nlptune import build
+    from nlptune import build, stages
 
     # configs for a checkpoint the user brings: checked on a tiny model of the same family
     stand_in = {"t5_full.yaml": "tiny_t5", "bart_full.yaml": "tiny_bart"}.get(path.name)
     overrides = [f"backbone.path={request.getfixturevalue(stand_in)}"] if stand_in else []
+    if stages.is_stages_file(path):  # each stage; a chained one on the backbone it adapts
+        previous = None
+        for stage in stages.expand([path], overrides):
+            if stage.chained:
+                stage.raw["backbone"]["path"] = previous
+            config = stage.config()
+            assert config.output_dir.startswith("runs/")
+            build.check(build.parts(config), config)
+            previous = config.backbone.path
+        return
     config = load_config(path, overrides)
     assert config.output_dir.startswith("runs/")
     build.check(build.parts(config), config)
