@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from typing import Any
 
 from nlptune import artefact, build, stages
 from nlptune.config import RunConfig, load_config
+from nlptune.config import validate as config_validate
 from nlptune.errors import ConfigError
 
 logger = logging.getLogger("nlptune")
@@ -150,17 +152,18 @@ def validate_stages(
     configs: Sequence[str | Path | Mapping[str, Any]], overrides: Sequence[str] = ()
 ) -> dict[str, dict[str, Any]]:
     """Check every stage (config, data, model files) without loading weights. A stage that
-    starts from an earlier stage's model not trained yet is checked against that stage's
-    backbone (the same architecture and tokenizer)."""
+    starts from an earlier stage's model not trained yet is checked against the backbone that
+    stage starts from (the same architecture and tokenizer)."""
     out: dict[str, dict[str, Any]] = {}
-    previous: str | None = None  # the backbone the previous stage starts from
+    sources: dict[Path, str] = {}  # an earlier stage's model folder -> the backbone it adapts
     for stage in stages.expand(configs, overrides):
         backbone = stage.raw.get("backbone") or {}
-        if stage.chained and previous and not Path(backbone["path"]).exists():
-            stage.raw["backbone"] = {**backbone, "path": previous}
+        path = Path(str(backbone.get("path", "")))
+        if not path.exists() and path.resolve() in sources:
+            stage.raw["backbone"] = {**backbone, "path": sources[path.resolve()]}
         run = stage.config()
         out[stage.name] = validate(run)
-        previous = run.backbone.path
+        sources[(Path(run.output_dir) / "model").resolve()] = run.backbone.path
     return out
 
 
@@ -178,32 +181,46 @@ def train_stages(
     interrupted stage from its checkpoint; ``overwrite`` trains every stage again."""
     if resume and overwrite:
         raise ConfigError("choose one of --resume and --overwrite")
+    validate_stages(configs, overrides)  # every stage's config and data, before any trains
     planned = stages.expand(configs, overrides)
-    for stage in planned:
-        stage.config()  # every stage's config errors before the first stage trains
+    runs = [stage.config() for stage in planned]
+    precisions = {run.trainer.precision for run in runs}
+    if len(precisions) > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            "stages launched on several processes must share trainer.precision (accelerate sets "
+            f"it once per launch); they use {', '.join(sorted(precisions))}"
+        )
     results: list[RunResult] = []
-    trained = False  # a stage trained in this call: the chained stages after it train too
-    for number, stage in enumerate(planned, 1):
-        run = stage.config()
+    for number, (stage, run) in enumerate(zip(planned, runs, strict=True), 1):
         folder = Path(run.output_dir)
         again = overwrite
         if artefact.is_complete(folder) and not overwrite:
-            if not (trained and stage.chained):
+            if not _stale(run, folder):
                 results.append(_reuse(stage, run, folder))
                 continue
-            logger.info("stage %s: the model it starts from was trained again", stage.name)
+            logger.info("stage %s: the model it starts from is newer; it trains again", stage.name)
             again = True
         logger.info("stage %s (%d of %d) -> %s", stage.name, number, len(planned), folder)
         unfinished = (folder / "checkpoints").exists() and not again
         results.append(
             train(run, resume=resume and unfinished, overwrite=again, callbacks=callbacks)
         )
-        trained = True
     return results
+
+
+def _stale(run: RunConfig, folder: Path) -> bool:
+    """Whether the run in ``folder`` started from a run's model that finished after it."""
+    source = Path(run.backbone.path).parent / artefact.META
+    mine = folder / artefact.META
+    return source.is_file() and source.stat().st_mtime_ns > mine.stat().st_mtime_ns
 
 
 def _reuse(stage: stages.Stage, run: RunConfig, folder: Path) -> RunResult:
     saved, _ = artefact.read_run(folder)
+    # resolved as today's code would (keys added since get their defaults); a config this
+    # version no longer reads is compared as it is
+    with contextlib.suppress(ConfigError):
+        saved = config_validate({**saved, "output_dir": run.output_dir}).to_dict()
     changes = stages.changed_keys(saved, run.to_dict())
     if changes:
         raise ConfigError(

@@ -126,7 +126,8 @@ def read_splits(config: RunConfig, task: Task) -> dict[str, Dataset]:
             out[split] = Dataset(path, task.read(path))
     fraction = config.data.dev_fraction
     if fraction and "dev" not in out:
-        train, dev = hold_out(out["train"].examples, fraction, config.seed)
+        divide: Any = getattr(task, "hold_out", None) or hold_out  # a task's own units
+        train, dev = divide(out["train"].examples, fraction, config.seed)
         out["train"] = Dataset(out["train"].path, train, part=f"train-{fraction}-{config.seed}")
         out["dev"] = Dataset(out["train"].path, dev, part=f"dev-{fraction}-{config.seed}")
     task.fit(out["train"].examples)
@@ -291,6 +292,7 @@ def train_model(
         resume=resume,
         eval_by_length=p.task.eval_by_length,
         prepare_batch=_prepare_batch(p.task, run.seed),
+        loss_terms=getattr(p.task, "loss_terms", None),
     )
     return fit(job), model
 
@@ -359,12 +361,16 @@ def eval_sample(run: RunConfig, task: Task, dev: Dataset | None, text: Any) -> D
         return dev
     import numpy as np
 
-    picked = np.sort(np.random.default_rng(run.seed).choice(len(dev.examples), n, replace=False))
-    examples = [dev.examples[i] for i in picked]
+    split = getattr(task, "hold_out", None)  # whole units where the task has them (documents)
+    if split is not None:
+        examples = split(dev.examples, n / len(dev.examples), run.seed)[1]
+    else:
+        rng = np.random.default_rng(run.seed)
+        examples = [dev.examples[i] for i in np.sort(rng.choice(len(dev.examples), n, False))]
     logger.info(
         "evaluating on %d of %d dev examples during training (trainer.eval_samples); the whole "
         "dev set at the end",
-        n,
+        len(examples),
         len(dev.examples),
     )
     return Dataset(dev.path, examples, task.featurize(examples, text), part=f"sample-{n}")

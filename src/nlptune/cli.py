@@ -90,9 +90,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configs(args: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Config files and ``key=value`` overrides from the positional arguments."""
-    configs = [a for a in args if "=" not in a]
-    overrides = [a for a in args if "=" in a]
+    """Config files (a YAML name or an existing file) and ``key=value`` overrides."""
+    configs, overrides = [], []
+    for arg in args:
+        if arg.lower().endswith((".yaml", ".yml")) or Path(arg).is_file():
+            configs.append(arg)
+        elif "=" in arg:
+            overrides.append(arg)
+        else:
+            raise NlptuneError(
+                f"'{arg}' is neither a config file nor a key=value override (e.g. trainer.epochs=3)"
+            )
     if not configs:
         raise NlptuneError("give a YAML config file before the key=value overrides")
     return configs, overrides

@@ -244,7 +244,7 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
     """
     name = "<dict>"
     if isinstance(source, Mapping):
-        raw: Any = _deep_copy(source)
+        raw: Any = deep_copy(source)
     else:
         path = Path(source)
         name = str(path)
@@ -340,11 +340,12 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-def _deep_copy(value: Any) -> Any:
+def deep_copy(value: Any) -> Any:
+    """A copy of plain config data (mappings become dicts, lists are copied)."""
     if isinstance(value, Mapping):
-        return {k: _deep_copy(v) for k, v in value.items()}
+        return {k: deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
+        return [deep_copy(v) for v in value]
     return value
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from nlptune.config import RunConfig, apply_override, validate
+from nlptune.config import RunConfig, apply_override, deep_copy, validate
 from nlptune.errors import ConfigError
 
 SECTIONS = ("task", "data", "backbone", "strategy", "trainer", "seed", "output_dir")
@@ -67,28 +67,76 @@ def expand(
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"two stages are named '{name}'; give each stage its own name")
-    for item in overrides:
-        key = item.partition("=")[0].strip()
-        first, _, rest = key.partition(".")
-        if first in SECTIONS:
-            for stage in stages:
-                apply_override(stage.raw, item)
-        elif first in names and rest:
-            apply_override(stages[names.index(first)].raw, f"{rest}={item.partition('=')[2]}")
-        else:
-            raise ConfigError(
-                f"override '{item}': '{first}' is neither a stage ({', '.join(names)}) nor a "
-                f"config section ({', '.join(SECTIONS)})"
-            )
-    for previous, stage in zip(stages, stages[1:], strict=False):
-        backbone = stage.raw.setdefault("backbone", {}) or {}
+    for stage in stages[1:]:  # chained: the stage's own config names no backbone
+        backbone = stage.raw.get("backbone") or {}
         if not isinstance(backbone, dict):
             raise ConfigError(f"{stage.source} (stage {stage.name}): 'backbone' must be a mapping")
-        if "path" not in backbone:
-            out = previous.raw.get("output_dir")
-            backbone["path"] = str(Path(str(out)) / "model")
-            stage.raw["backbone"], stage.chained = backbone, True
+        stage.chained = "path" not in backbone
+    for item in overrides:
+        _override(stages, names, item)
+    for previous, stage in zip(stages, stages[1:], strict=False):
+        if stage.chained:
+            backbone = stage.raw.get("backbone") or {}
+            if backbone.get("init", "pretrained") != "pretrained":
+                raise ConfigError(
+                    f"{stage.source} (stage {stage.name}): backbone.init={backbone['init']} "
+                    f"would throw away the model of stage {previous.name} that it starts from; "
+                    "remove it, or set this stage's backbone.path"
+                )
+            stage.raw["backbone"] = {**backbone, "path": str(_model_of(previous))}
+    _check_folders(stages)
     return stages
+
+
+def _override(stages: list[Stage], names: list[str], item: str) -> None:
+    """Apply ``key=value`` to every stage (``backbone.path``/``backbone.init``: to the stages
+    that do not start from an earlier one) or ``stage.key=value`` to one."""
+    key, _, value = item.partition("=")
+    first, _, rest = key.strip().partition(".")
+    if first in SECTIONS:
+        if key.strip() == "output_dir" and len(stages) > 1:
+            raise ConfigError(
+                f"override '{item}' would put every stage in one folder; set "
+                f"<stage>.output_dir=... for each (stages: {', '.join(names)})"
+            )
+        starts = key.strip() in ("backbone.path", "backbone.init")
+        for stage in stages:
+            if not (starts and stage.chained):
+                apply_override(stage.raw, item)
+        return
+    if first in names and rest:
+        stage = stages[names.index(first)]
+        apply_override(stage.raw, f"{rest}={value}")
+        if rest.strip() == "backbone.path":
+            stage.chained = False  # its own backbone now
+        return
+    raise ConfigError(
+        f"override '{item}': '{first}' is neither a stage ({', '.join(names)}) nor a config "
+        f"section ({', '.join(SECTIONS)})"
+    )
+
+
+def _model_of(stage: Stage) -> Path:
+    return Path(str(stage.raw.get("output_dir"))) / "model"
+
+
+def _check_folders(stages: list[Stage]) -> None:
+    """Every stage writes its own folder, and none writes inside another's or its backbone."""
+    folders = [(s, Path(str(s.raw.get("output_dir"))).resolve()) for s in stages]
+    for i, (a, one) in enumerate(folders):
+        for b, other in folders[i + 1 :]:
+            if one == other or one in other.parents or other in one.parents:
+                raise ConfigError(
+                    f"stages {a.name} and {b.name} write to {a.raw.get('output_dir')} and "
+                    f"{b.raw.get('output_dir')}: give each stage a folder of its own "
+                    f"({b.name}.output_dir=...)"
+                )
+        backbone = Path(str((a.raw.get("backbone") or {}).get("path", ""))).resolve()
+        if backbone == one or one in backbone.parents:
+            raise ConfigError(
+                f"stage {a.name}: backbone.path {backbone} is inside its own output_dir; "
+                "a run would replace the model it starts from"
+            )
 
 
 def _stages_of(config: str | Path | Mapping[str, Any]) -> list[Stage]:
@@ -103,7 +151,8 @@ def _stages_of(config: str | Path | Mapping[str, Any]) -> list[Stage]:
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
     if "stages" not in raw:
         raw.setdefault("output_dir", f"runs/{stem}")
-        return [Stage(stem, source, _plain(raw), False)]
+        name = re.sub(r"\W", "_", stem)  # the file stem, usable in overrides
+        return [Stage(f"{name}_" if name in SECTIONS else name, source, deep_copy(raw), False)]
     extra = sorted(set(raw) - {"stages"})
     if extra:
         raise ConfigError(
@@ -117,7 +166,7 @@ def _stages_of(config: str | Path | Mapping[str, Any]) -> list[Stage]:
     for i, item in enumerate(items, 1):
         if not isinstance(item, dict):
             raise ConfigError(f"{source}: stage {i} must be a mapping of sections")
-        body = _plain(item)
+        body = deep_copy(item)
         name = str(body.pop("name", f"stage{i}"))
         if not NAME.match(name) or name in SECTIONS:
             raise ConfigError(
@@ -138,14 +187,6 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text ({err.reason}); save it as UTF-8") from None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def changed_keys(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -185,7 +185,7 @@ def test_bad_input(tiny_bert: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     config = mlm_config(tiny_bert, tmp_path / "run")
     config["data"] = {"train": str(tmp_path / "empty"), "dev": CORPUS["dev"]}
-    with pytest.raises(DataError, match="no .txt or .gz"):
+    with pytest.raises(DataError, match="no .txt or .txt.gz files"):
         nlptune.validate(config)
     wrong = tiny_config(tiny_bert, tmp_path / "run", data={"format": "text"})
     with pytest.raises(DataError, match="format=text is not a table"):
@@ -290,3 +290,41 @@ def test_log_says_the_head_is_new_and_cli_predict_fills_masks(
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(rows) == 2 and len(rows[0]["masks"]) == 1 and len(rows[0]["masks"][0]) == 5
     assert rows[1]["masks"] == []  # nothing to fill
+
+
+def test_held_out_text_is_whole_documents(tiny_bert: Path, tmp_path: Path) -> None:
+    from nlptune.data.plain import hold_out_documents, read_text
+
+    lines = read_text(CORPUS["train"])
+    rest, held = hold_out_documents(lines, 0.2, seed=3)
+    assert len(rest) + len(held) == len(lines) and 0.15 < len(held) / len(lines) < 0.3
+    assert held[0].new_document and rest[0].new_document
+    docs = {id(x) for x in held}
+    for i, line in enumerate(lines[1:], 1):  # a document is held out whole or not at all
+        if not line.new_document:
+            assert (id(line) in docs) == (id(lines[i - 1]) in docs)
+    one = list(lines[:10])
+    one = [type(one[0])(x.text, x.where, i == 0) for i, x in enumerate(one)]  # one document
+    rest, held = hold_out_documents(one, 0.3, seed=0)
+    assert [x.text for x in held] == [x.text for x in one[7:]] and held[0].new_document
+    # NSP on a dev file of one document is refused, naming the file
+    single = tmp_path / "dev.txt"
+    single.write_text("the film was good .\nthe plot was bad .\n")
+    config = mlm_config(tiny_bert, tmp_path / "run", task={"objectives": ["mlm", "nsp"]})
+    config["data"]["dev"] = str(single)
+    with pytest.raises(DataError, match=r"dev\.txt: next-sentence prediction needs several"):
+        nlptune.train(config)
+
+
+def test_a_folder_of_compressed_tables_is_not_text(tiny_bert: Path, tmp_path: Path) -> None:
+    import gzip
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    (folder / "part-0.jsonl.gz").write_bytes(gzip.compress(b'{"text": "a film"}\n'))
+    config = mlm_config(tiny_bert, tmp_path / "run")
+    config["data"] = {"train": str(folder), "dev": CORPUS["dev"]}
+    with pytest.raises(DataError, match="no .txt or .txt.gz files"):
+        nlptune.validate(config)
+    (folder / "part-1.txt.gz").write_bytes(gzip.compress(b"the film was good .\n"))
+    assert nlptune.validate(config)["examples"]["train"] == 1

@@ -130,3 +130,50 @@ def test_changed_keys_ignores_safe_ones() -> None:
     old = {"trainer": {"epochs": 1, "progress": True}, "output_dir": "a", "seed": 1}
     new = {"trainer": {"epochs": 2, "progress": False}, "output_dir": "b", "seed": 1}
     assert stages.changed_keys(old, new) == ["trainer.epochs: 1 -> 2"]
+
+
+def test_overrides_keep_the_chain_and_the_folders_apart(tiny_bert: Path, tmp_path: Path) -> None:
+    file = write(tmp_path / "job.yaml", two_stages(tiny_bert, tmp_path))
+    adapt_model = str(tmp_path / "adapt" / "model")
+    # a global backbone.path or init sets where the job starts, never breaks the chain
+    first, second = stages.expand([file], [f"backbone.path={tiny_bert}", "backbone.init=random"])
+    assert first.raw["backbone"]["init"] == "random" and second.chained
+    assert second.raw["backbone"]["path"] == adapt_model and "init" not in second.raw["backbone"]
+    # a stage's own backbone.path takes it off the chain
+    _, own = stages.expand([file], [f"tune.backbone.path={tiny_bert}"])
+    assert not own.chained and own.raw["backbone"]["path"] == str(tiny_bert)
+    with pytest.raises(ConfigError, match="would throw away the model of stage adapt"):
+        stages.expand([file], ["tune.backbone.init=random"])
+    with pytest.raises(ConfigError, match="would put every stage in one folder"):
+        stages.expand([file], [f"output_dir={tmp_path / 'one'}"])
+    with pytest.raises(ConfigError, match="give each stage a folder of its own"):
+        stages.expand([file], [f"tune.output_dir={tmp_path / 'adapt' / 'inner'}"])
+    body = two_stages(tiny_bert, tmp_path)
+    body["stages"][1]["backbone"]["path"] = str(tmp_path / "tune" / "model")
+    with pytest.raises(ConfigError, match="inside its own output_dir"):
+        stages.expand([write(tmp_path / "self.yaml", body)], [])
+
+
+def test_a_stage_trains_again_when_its_model_is_newer(tiny_bert: Path, tmp_path: Path) -> None:
+    """Also when it names the earlier stage's model itself (not chained)."""
+    body = two_stages(tiny_bert, tmp_path)
+    body["stages"][1]["backbone"]["path"] = str(tmp_path / "adapt" / "model")
+    file = write(tmp_path / "job.yaml", body)
+    nlptune.train_stages([file])
+    before = (tmp_path / "tune" / "meta.json").stat().st_mtime_ns
+    nlptune.train_stages([file])  # nothing changed: both reused
+    assert (tmp_path / "tune" / "meta.json").stat().st_mtime_ns == before
+    a = {k: v for k, v in body["stages"][0].items() if k != "name"}
+    nlptune.train(a, overwrite=True)  # the adapt run, trained again on its own
+    nlptune.train_stages([file])
+    assert (tmp_path / "tune" / "meta.json").stat().st_mtime_ns > before
+
+
+def test_command_line_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", "trainer.epochs", "3"]) == 2
+    assert "'trainer.epochs' is neither a config file nor a key=value" in capsys.readouterr().err
+    odd = tmp_path / "lr=1e-4"
+    odd.mkdir()
+    (odd / "run.yaml").write_text("task: {type: nope}\n")
+    assert cli.main(["validate", str(odd / "run.yaml")]) == 2  # a path with '=' is a config
+    assert "unknown task 'nope'" in capsys.readouterr().err

@@ -144,3 +144,17 @@ def test_sentence_pairs_are_balanced_and_true_pairs_follow() -> None:
         else:
             assert position[int(a[0])][0] != position[int(b[0])][0]
     assert pt.sentence_pairs(docs, 40, 0)[5][4] == pairs[5][4]  # seeded
+
+
+def test_sentence_pairs_keep_long_lines() -> None:
+    """A document that is one long line is cut into pieces, not into one truncated pair."""
+    docs, next_id = [], 10
+    for _ in range(20):
+        ids = np.arange(next_id, next_id + 500)
+        next_id += 500
+        docs.append([pt.Line(ids, np.ones(500, dtype=bool))])
+    pairs = pt.sentence_pairs(docs, room=125, seed=0)
+    seen = {int(x) for p in pairs for x in np.concatenate([p[0], p[2]])}
+    assert len(seen) > 0.75 * 20 * 500  # most tokens are in some pair (was a quarter)
+    assert all(len(p[0]) + len(p[2]) <= 125 for p in pairs)
+    assert 0.4 < np.mean([p[4] for p in pairs]) < 0.6

@@ -30,6 +30,14 @@ from nlptune.backbones.hf_export import (
     standard_class,
 )
 from nlptune.backbones.hf_paths import first_line, quiet_transformers, resolve_model_path
+from nlptune.backbones.hf_pretraining import (
+    NSP_TYPES,
+    CheckpointHeads,
+    check_heads,
+    lm_parts,
+    load_pretraining,
+    save_pretraining,
+)
 from nlptune.backbones.hf_text import HFTextEncoder
 from nlptune.config import BackboneConfig
 from nlptune.errors import ModelError
@@ -78,73 +86,6 @@ class HFEncoderModule(nn.Module):
         return [n for n, p in self.named_parameters() if p is matrix]
 
 
-# our next-sentence head -> BertForPreTraining ({p}: base_model_prefix)
-NSP_NAMES = {
-    "pooler.weight": "{p}.pooler.dense.weight",
-    "pooler.bias": "{p}.pooler.dense.bias",
-    "out.weight": "cls.seq_relationship.weight",
-    "out.bias": "cls.seq_relationship.bias",
-}
-# architectures whose *ForPreTraining class is BERT's: a pooler and a next-sentence head
-NSP_TYPES = frozenset({"bert", "megatron-bert", "ernie", "nezha"})
-# model_type -> the modules of its *ForMaskedLM head, in the order its forward applies them,
-# where that is not simply the order they are registered in
-LM_ORDER = {"distilbert": ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")}
-
-
-def lm_parts(encoder: HFEncoderModule) -> list[tuple[str, nn.Module]]:
-    """The architecture's masked-LM head for ``encoder`` (fresh weights, as transformers
-    initialises them; the output layer tied to the encoder's input embeddings when the
-    architecture ties them). Checked once against the architecture's own forward."""
-    from transformers import AutoModelForMaskedLM
-
-    config = encoder.config
-    try:
-        with quiet_transformers():
-            model = AutoModelForMaskedLM.from_config(copy.deepcopy(config), dtype=torch.float32)
-    except ValueError as err:
-        raise ModelError(
-            f"{config.model_type} has no masked-LM class in transformers: {first_line(err)}"
-        ) from None
-    prefix = model.base_model_prefix
-    names = LM_ORDER.get(config.model_type) or tuple(
-        n for n, m in model.named_children() if n != prefix and any(True for _ in m.parameters())
-    )
-    parts = [(n, getattr(model, n)) for n in names]
-    model.eval()
-    probe = torch.tensor([[min(5, config.vocab_size - 1)] * 4])
-    with torch.no_grad():
-        states = model.base_model(input_ids=probe)[0][0]
-        mine = states
-        for _, module in parts:
-            mine = module(mine)
-        if mine.shape != model(input_ids=probe).logits[0].shape or not torch.allclose(
-            mine, model(input_ids=probe).logits[0], atol=1e-4
-        ):
-            raise ModelError(
-                f"nlptune can't tell which modules of {type(model).__name__} make its masked-LM "
-                "head; use a BERT-, RoBERTa-, DeBERTa-, MPNet- or DistilBERT-style model"
-            )
-    output = model.get_output_embeddings()
-    if output is not None and output.weight is model.get_input_embeddings().weight:
-        output.weight = encoder.base.get_input_embeddings().weight  # tie to our encoder's
-    return parts
-
-
-def tied_names(encoder: HFEncoderModule) -> set[str]:
-    """transformers' names of masked-LM head weights tied to others (the output layer to the
-    input embeddings, BERT's decoder bias to the head's bias): loaded through their partners."""
-    if not getattr(encoder.config, "tie_word_embeddings", True):
-        return set()
-    return set(getattr(_masked_lm_class(encoder.config), "_tied_weights_keys", None) or ())
-
-
-def _masked_lm_class(config: Any) -> Any:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
-
-    return MODEL_FOR_MASKED_LM_MAPPING[type(config)]
-
-
 def num_layers(config: Any) -> int:
     for attr in ("num_hidden_layers", "n_layers", "num_layers", "n_layer"):
         if isinstance(getattr(config, attr, None), int):
@@ -171,7 +112,7 @@ class HFEncoder:
 
     def __init__(self, path: str, max_length: int = 256, init: str = "pretrained") -> None:
         self.path, self.max_length, self.init = path, max_length, init
-        self._pretraining: dict[str, Any] = {}  # the checkpoint's own pre-training heads, read once
+        self._heads = CheckpointHeads(path)  # the checkpoint's own pre-training heads
 
     def _config(self) -> Any:
         from transformers import AutoConfig
@@ -193,22 +134,8 @@ class HFEncoder:
 
     def check_heads(self, kinds: set[str]) -> None:
         """Refuse pre-training heads the architecture has no transformers class for."""
-        if not kinds & {"masked_lm", "next_sentence"}:
-            return
-        config = self._config()
-        from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
-
-        if "masked_lm" in kinds and type(config) not in MODEL_FOR_MASKED_LM_MAPPING:
-            raise ModelError(
-                f"backbone.path {self.path}: {config.model_type} has no masked-LM class in "
-                "transformers; use a BERT-, RoBERTa-, DeBERTa-, MPNet- or DistilBERT-style model"
-            )
-        if "next_sentence" in kinds and config.model_type not in NSP_TYPES:
-            raise ModelError(
-                f"backbone.path {self.path}: {config.model_type} models have no next-sentence "
-                f"head (BERT-style models do: {', '.join(sorted(NSP_TYPES))}); use "
-                "task.objectives=[mlm]"
-            )
+        if kinds & {"masked_lm", "next_sentence"}:
+            check_heads(self.path, self._config(), kinds, lambda: self.text_encoder().tokenizer)
 
     def num_layers(self) -> int:
         return num_layers(self._config())
@@ -281,43 +208,9 @@ class HFEncoder:
         empty, and said in the log, when the checkpoint has none (sentence-embedding models)."""
         if self.init == "random":
             return {}
-        import transformers
-
-        auto = "AutoModelForPreTraining" if kind == "next_sentence" else "AutoModelForMaskedLM"
-        if auto not in self._pretraining:
-            with quiet_transformers():
-                model, info = getattr(transformers, auto).from_pretrained(
-                    resolve_model_path(self.path), output_loading_info=True, dtype=torch.float32
-                )
-            missing = {str(k if isinstance(k, str) else k[0]) for k in info["missing_keys"]}
-            self._pretraining[auto] = (model.state_dict(), missing, model.base_model_prefix)
-        state, missing, prefix = self._pretraining[auto]
         if kind == "next_sentence":
-            names = {ours: theirs.format(p=prefix) for ours, theirs in NSP_NAMES.items()}
-            have = {o: t for o, t in names.items() if t in state and t not in missing}
-            if "out.weight" not in have:
-                logger.info(
-                    "next-sentence head: %s has none; initialised%s",
-                    self.path,
-                    " (its pooler from the checkpoint)" if "pooler.weight" in have else "",
-                )
-            return {ours: state[theirs] for ours, theirs in have.items()}
-        tied = tied_names(encoder)
-        head = {
-            k: v
-            for k, v in state.items()
-            if not k.startswith(f"{prefix}.") and k not in tied and k.split(".")[0] != "lm_loss"
-        }
-        new = sorted(k for k in head if k in missing)
-        if new:
-            logger.info(
-                "masked-LM head: %s has no %s; initialised as %s does, the output layer tied to "
-                "the input embeddings",
-                self.path,
-                "head" if len(new) == len(head) else ", ".join(new),
-                encoder.config.model_type,
-            )
-        return {f"lm.{k}": v for k, v in head.items() if k not in missing}
+            return self._heads.next_sentence()
+        return self._heads.masked_lm(encoder.config)
 
     def text_encoder(self) -> HFTextEncoder:
         from transformers import AutoTokenizer
@@ -363,65 +256,21 @@ class HFEncoder:
         text_encoder.save(folder)
 
     def _save_pretraining(self, model: Any, text_encoder: Any, folder: Path) -> None:
-        """A masked-LM run as ``*ForMaskedLM`` (``*ForPreTraining`` with next-sentence
-        prediction): fill-mask pipelines load it, and so does any task as its backbone."""
-        import transformers
-
-        base, nsp = model.encoder.base, "nsp" in model.heads
-        # BERT-style checkpoints keep their pooler (a later classification head starts from it):
-        # *ForPreTraining holds it, with the next-sentence head (fresh when it did not train)
-        pooler = dict(model.encoder.pretrained_pooler)
-        pretraining = nsp or (bool(pooler) and base.config.model_type in NSP_TYPES)
-        auto = "AutoModelForPreTraining" if pretraining else "AutoModelForMaskedLM"
-        config = copy.deepcopy(base.config)
-        config.architectures = None
-        with quiet_transformers():
-            standard = getattr(transformers, auto).from_config(config)
-        prefix = standard.base_model_prefix
-        state = {f"{prefix}.{k}": v for k, v in base.state_dict().items()}
-        state |= {k.removeprefix("lm."): v for k, v in model.heads["mlm"].state_dict().items()}
-        if nsp:
-            state |= {
-                theirs.format(p=prefix): model.heads["nsp"].state_dict()[ours]
-                for ours, theirs in NSP_NAMES.items()
-            }
-        elif pretraining:
-            state |= {f"{prefix}.pooler.dense.{k}": v for k, v in pooler.items()}
-            fresh = standard.state_dict()
-            state |= {k: fresh[k] for k in fresh if k.startswith("cls.seq_relationship.")}
-        missing, unexpected = standard.load_state_dict(state, strict=False)
-        missing = [k for k in missing if k not in tied_names(model.encoder)]
-        if missing or unexpected:
-            raise RuntimeError(f"can't map the model onto {auto}: {missing} {unexpected}")
-        standard.save_pretrained(folder, safe_serialization=True)
+        """A masked-LM run as ``*ForMaskedLM`` / ``*ForPreTraining`` (hf_pretraining)."""
+        own = {}  # a BERT checkpoint's own next-sentence head, kept when it did not train
+        encoder = model.encoder
+        bert = encoder.config.model_type in NSP_TYPES and encoder.pretrained_pooler
+        if bert and "nsp" not in model.heads and self.init != "random":
+            own = self._heads.next_sentence(quiet=True)
+        save_pretraining(model, folder, own)
         text_encoder.save(folder)
 
     def _load_pretraining(
-        self, folder: Path, export: Export, make_model: Callable[[Any], Any]
+        self, folder: Path, make_model: Callable[[Any], Any]
     ) -> tuple[Any, HFTextEncoder]:
-        import transformers
-
-        nsp = bool(export.settings.get("nsp"))
-        saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        pretraining = any(a.endswith("ForPreTraining") for a in saved.get("architectures") or ())
-        auto = "AutoModelForPreTraining" if pretraining else "AutoModelForMaskedLM"
-        with quiet_transformers():
-            loaded = getattr(transformers, auto).from_pretrained(folder, dtype=torch.float32)
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        state, base = loaded.state_dict(), loaded.base_model
-        prefix = base.base_model_prefix
-        pooler = {
-            leaf: state[f"{prefix}.pooler.dense.{leaf}"].clone()
-            for leaf in ("weight", "bias")
-            if f"{prefix}.pooler.dense.{leaf}" in state
-        }
+        base, pooler, tokenizer, restore = load_pretraining(folder)
         model = make_model(HFEncoderModule(base, pooler))
-        mlm = model.heads["mlm"]
-        mlm.load_state_dict({k: state[k.removeprefix("lm.")] for k in mlm.state_dict()})
-        if nsp:
-            model.heads["nsp"].load_state_dict(
-                {ours: state[theirs.format(p=prefix)] for ours, theirs in NSP_NAMES.items()}
-            )
+        restore(model)
         return model, HFTextEncoder(tokenizer)
 
     def load_trained(
@@ -430,7 +279,7 @@ class HFEncoder:
         import transformers
 
         if export.kind == "masked_lm":
-            return self._load_pretraining(folder, export, make_model)
+            return self._load_pretraining(folder, make_model)
         with quiet_transformers():
             config = transformers.AutoConfig.from_pretrained(folder)
             kind, names = standard_class(export, config.model_type)

@@ -7,14 +7,33 @@ and by ``nlptune vectors adapt``.
 from __future__ import annotations
 
 import gzip
+import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from nlptune.data.readers import read_table
 from nlptune.errors import DataError
 
 SUFFIXES = (".txt", ".gz")
+# compressed files of other formats: not plain text, even though they end in .gz
+OTHER = (".jsonl.gz", ".json.gz", ".csv.gz", ".tsv.gz", ".conll.gz", ".conllu.gz", ".xml.gz")
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """A line (or a row's text) of unlabelled text; ``new_document``: a document starts here."""
+
+    text: str
+    where: str = ""
+    new_document: bool = True
+
+
+def _is_text_file(f: Path) -> bool:
+    name = f.name.lower()
+    return f.is_file() and name.endswith(SUFFIXES) and not name.endswith(OTHER)
 
 
 def text_files(path: str | Path, what: str = "data") -> list[Path]:
@@ -23,9 +42,12 @@ def text_files(path: str | Path, what: str = "data") -> list[Path]:
     if not root.exists():
         raise DataError(f"{what} {path}: no such file or folder")
     if root.is_dir():
-        files = sorted(f for f in root.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES))
+        files = sorted(f for f in root.rglob("*") if _is_text_file(f))
         if not files:
-            raise DataError(f"{what} {path}: a folder with no .txt or .gz files")
+            raise DataError(
+                f"{what} {path}: a folder with no .txt or .txt.gz files (a dataset saved with "
+                "datasets' save_to_disk is read with data.format=hf)"
+            )
         return files
     if not root.is_file():  # a pipe or a device: readers make several passes
         raise DataError(
@@ -71,3 +93,59 @@ def read_lines(path: str | Path, what: str = "data") -> Iterator[tuple[str, str,
                     new_document = False
         except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{file}: can't read: {err}") from None
+
+
+def read_text(
+    path: str,
+    column: str | int = "text",
+    fmt: str = "auto",
+    header: bool | None = None,
+    quoting: str = "auto",
+    hf_subset: str | None = None,
+) -> list[TextLine]:
+    """Unlabelled text: the lines of plain text files (``fmt`` text, or auto and a ``.txt``
+    name or a folder), else the ``column`` of a table, one document a row. Empty lines and
+    rows are skipped; no text at all is a DataError."""
+    if fmt == "text" or (fmt == "auto" and is_plain_text(path)):
+        lines = [TextLine(t, w, new) for t, w, new in read_lines(path, "data")]
+    else:
+        table = read_table(
+            path, fmt, columns=[column], header=header, quoting=quoting, hf_subset=hf_subset
+        )
+        lines = []
+        for i, value in enumerate(table.column(column)):
+            if value is not None and not isinstance(value, str):
+                raise DataError(
+                    f"{table.where(i)}: column '{column}' holds {type(value).__name__}, not text"
+                )
+            if value and value.strip():
+                lines.append(TextLine(value, table.where(i)))
+    if not lines:
+        raise DataError(f"{path}: no text (every line or row is empty)")
+    return lines
+
+
+def hold_out_documents(
+    lines: Sequence[TextLine], fraction: float, seed: int
+) -> tuple[list[TextLine], list[TextLine]]:
+    """Split off about ``fraction`` of the lines as whole documents, drawn by ``seed`` (from a
+    single document: its last lines, as a document of their own)."""
+    starts = [i for i, line in enumerate(lines) if line.new_document or i == 0]
+    spans = [range(a, b) for a, b in zip(starts, [*starts[1:], len(lines)], strict=True)]
+    want = max(1, round(fraction * len(lines)))
+    if len(spans) < 2:
+        cut = max(1, len(lines) - want)
+        held = list(lines[cut:])
+        return list(lines[:cut]), [replace(held[0], new_document=True), *held[1:]]
+    order = list(range(len(spans)))
+    random.Random(seed).shuffle(order)
+    picked: set[int] = set()
+    size = 0
+    for d in order[:-1]:  # at least one document stays in training
+        if size >= want:
+            break
+        picked.add(d)
+        size += len(spans[d])
+    rest = [lines[i] for d, span in enumerate(spans) if d not in picked for i in span]
+    held = [lines[i] for d, span in enumerate(spans) if d in picked for i in span]
+    return rest, held

@@ -81,39 +81,40 @@ def pack(
 def sentence_pairs(
     docs: Sequence[Sequence[Line]], room: int, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]]:
-    """BERT's next-sentence pairs (``create_instances_from_document``): per document, lines
-    gather into a chunk of about ``room`` tokens; the chunk splits at a random line into A and B
-    (a one-line chunk at a random word), and half the time B is replaced by lines from a random
-    other document. Label 0: B follows A; 1: B is random (transformers' convention). A and B are
-    cut from the longer side until they fit ``room``.
+    """BERT's next-sentence pairs (``create_instances_from_document``), without dropping text:
+    per document, lines (longer ones cut into pieces of at most ``room`` tokens) gather into a
+    chunk of at most ``room`` tokens; the chunk splits at a random line (a one-line chunk at a
+    random word) into A and B, and half the time B is replaced by text from a random other
+    document, cut to fit, and what A did not use goes on to the next chunk. Label 0: B follows
+    A; 1: B is random (transformers' convention).
 
     Returns:
         ``(a_ids, a_starts, b_ids, b_starts, label)`` per pair.
     """
     rng = np.random.default_rng(seed)
+    docs = [[piece for line in doc for piece in _segments(line, room)] for doc in docs]
     out = []
     for d, doc in enumerate(docs):
-        chunk: list[Line] = []
-        size, i = 0, 0
-        while i < len(doc):
-            chunk.append(doc[i])
-            size += len(doc[i].ids)
-            if i == len(doc) - 1 or size >= room:
-                cut = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
-                a, b = chunk[:cut], chunk[cut:]
-                random_next = rng.random() < 0.5
-                if not random_next and not b:  # one line: A and B are its two parts
-                    a, b = _split_line(chunk[0], rng)
-                    random_next = not b
-                if random_next and len(docs) > 1:
-                    b = _random_lines(docs, d, room - sum(len(x.ids) for x in a), rng)
-                    i -= len(chunk) - cut  # the unused lines of this chunk come back
-                elif random_next:
-                    b = []  # a single document has no random next sentence
-                if b:
-                    out.append((*_truncate(a, b, room, rng), int(random_next)))
-                chunk, size = [], 0
-            i += 1
+        queue, at = list(doc), 0
+        while at < len(queue):
+            chunk: list[Line] = []
+            size = 0
+            while at < len(queue) and (not chunk or size + len(queue[at].ids) <= room):
+                chunk.append(queue[at])
+                size += len(queue[at].ids)
+                at += 1
+            cut = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
+            a, b = chunk[:cut], chunk[cut:]
+            if len(chunk) == 1:  # one line: its two parts
+                a, b = _split_line(chunk[0], rng)
+            random_next = rng.random() < 0.5 and len(docs) > 1
+            if random_next:
+                at -= len(chunk) - cut  # the lines A does not use come back
+                if len(chunk) == 1 and b:
+                    queue.insert(at, b[0])  # and so does the rest of a split line
+                b = _random_lines(docs, d, room - sum(len(x.ids) for x in a), rng)
+            if a and b:
+                out.append((*_truncate(a, b, room, rng), int(random_next)))
     return out
 
 
@@ -130,8 +131,8 @@ def _split_line(line: Line, rng: np.random.Generator) -> tuple[list[Line], list[
 def _random_lines(
     docs: Sequence[Sequence[Line]], d: int, need: int, rng: np.random.Generator
 ) -> list[Line]:
-    """Lines from a random document other than ``d``, from a random line on, about ``need``
-    tokens."""
+    """Text from a random document other than ``d``, from a random line on, cut to ``need``
+    tokens (as one line)."""
     other = int(rng.integers(0, len(docs) - 1))
     other += other >= d  # any document but this one
     start = int(rng.integers(0, len(docs[other])))
@@ -141,21 +142,41 @@ def _random_lines(
         size += len(line.ids)
         if size >= need:
             break
-    return lines
+    ids = np.concatenate([x.ids for x in lines])[: max(1, need)]
+    starts = np.concatenate([x.starts for x in lines])[: max(1, need)]
+    return [Line(ids, starts)]
+
+
+def _segments(line: Line, room: int) -> list[Line]:
+    """A line longer than ``room`` as consecutive pieces of at most ``room`` tokens, each cut
+    at a word start where one lies in its second half (nothing is dropped)."""
+    if len(line.ids) <= room:
+        return [line]
+    out, at = [], 0
+    while at < len(line.ids):
+        end = min(at + room, len(line.ids))
+        if end < len(line.ids) and not line.starts[end]:
+            inside = np.flatnonzero(line.starts[at + room // 2 + 1 : end + 1])
+            if len(inside):
+                end = at + room // 2 + 1 + int(inside[-1])
+        out.append(Line(line.ids[at:end], line.starts[at:end]))
+        at = end
+    return out
 
 
 def _truncate(
     a: Sequence[Line], b: Sequence[Line], room: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Join each side's lines and drop tokens from the longer side (front or back at random)
-    until both fit ``room``."""
+    """Join each side's lines and cut the longer side (at its front or back, at random) until
+    both fit ``room``, as BERT does token by token."""
     sides = [
         [np.concatenate([x.ids for x in s]), np.concatenate([x.starts for x in s])] for s in (a, b)
     ]
-    while len(sides[0][0]) + len(sides[1][0]) > room:
-        side = sides[0] if len(sides[0][0]) > len(sides[1][0]) else sides[1]
-        cut = slice(1, None) if rng.random() < 0.5 else slice(None, -1)
-        side[0], side[1] = side[0][cut], side[1][cut]
+    while (over := len(sides[0][0]) + len(sides[1][0]) - room) > 0:
+        longer, shorter = sorted(sides, key=lambda x: -len(x[0]))
+        n = max(1, min(over, len(longer[0]) - len(shorter[0])))
+        cut = slice(n, None) if rng.random() < 0.5 else slice(None, len(longer[0]) - n)
+        longer[0], longer[1] = longer[0][cut], longer[1][cut]
     return sides[0][0], sides[0][1], sides[1][0], sides[1][1]
 
 

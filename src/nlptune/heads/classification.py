@@ -24,7 +24,6 @@ class ClassificationHead(nn.Module):
     """
 
     kind: ClassVar[str] = "classification"
-    label_key: ClassVar[str] = "labels"
     reads: ClassVar[str] = "first"  # a frozen-backbone cache may store only the first token
 
     def __init__(
@@ -58,22 +57,36 @@ class ClassificationHead(nn.Module):
             x = self.activation(self.pooler(x))
         logits = self.out(self.dropout(x))  # (B, L)
         out = {"logits": logits}
-        labels = batch.get(self.label_key)
+        labels = batch.get("labels")
         if labels is not None:
             out["loss"] = classification_loss(logits, labels, self.problem)
         return out
 
 
-class NextSentenceHead(ClassificationHead):
+class NextSentenceHead(nn.Module):
     """BERT's next-sentence prediction: pooler (dense + tanh) over [CLS], then two logits
     (0: B follows A, 1: B is a random sentence, as transformers numbers them), read from
     ``next_sentence_label``. No dropout before the output, as in ``BertForPreTraining``."""
 
     kind: ClassVar[str] = "next_sentence"
-    label_key: ClassVar[str] = "next_sentence_label"
+    reads: ClassVar[str] = "first"
 
     def __init__(self, hidden_size: int, init_std: float = 0.02) -> None:
-        super().__init__(hidden_size, 2, pooler="tanh", dropout=0.0, init_std=init_std)
+        super().__init__()
+        self.pooler = nn.Linear(hidden_size, hidden_size)
+        self.out = nn.Linear(hidden_size, 2)
+        for layer in (self.pooler, self.out):
+            init_linear(layer, init_std)
+
+    def forward(
+        self, states: torch.Tensor, batch: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        logits = self.out(torch.tanh(self.pooler(states[:, 0])))  # (B, 2)
+        out = {"logits": logits}
+        labels = batch.get("next_sentence_label")
+        if labels is not None:
+            out["loss"] = nn.functional.cross_entropy(logits.float(), labels)
+        return out
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str) -> torch.Tensor:

@@ -25,16 +25,15 @@ from nlptune.backbones.base import Export
 from nlptune.config import TaskConfig
 from nlptune.data import pretraining as pt
 from nlptune.data.features import Features, sequence_lengths
-from nlptune.data.plain import is_plain_text, read_lines
-from nlptune.data.readers import read_table
+from nlptune.data.plain import TextLine, hold_out_documents, read_text
 from nlptune.errors import ConfigError, DataError
 from nlptune.heads import HeadSpec, MaskedLMHead, NextSentenceHead
 from nlptune.registry import TASKS
+from nlptune.tasks.fill_mask import fill_features, fill_predictions, fill_step
 
 METRICS = ("perplexity", "loss", "nsp_accuracy")
 DEV_SEED = 20_17  # dev masks: the same positions in every evaluation and every run
 PAIR_SEED = 0  # next-sentence pairs are drawn once per data set
-PLACEHOLDERS = ("[MASK]", "<mask>")  # either one is the model's mask token in prediction input
 
 
 class MaskedLMConfig(TaskConfig):
@@ -85,15 +84,6 @@ class MaskedLMConfig(TaskConfig):
             )
         if self.metric == "nsp_accuracy" and "nsp" not in self.objectives:
             raise ConfigError(f"{where}: task.metric=nsp_accuracy needs task.objectives [mlm, nsp]")
-
-
-@dataclass(frozen=True)
-class TextLine:
-    """A line (or a row's text) of unlabelled text; ``new_document``: a document starts here."""
-
-    text: str
-    where: str = ""
-    new_document: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,29 +153,15 @@ class MaskedLM:
 
     # -- data -----------------------------------------------------------------------------------
     def read(self, path: str, labelled: bool = True) -> list[TextLine]:
-        if self.data.format == "text" or (self.data.format == "auto" and is_plain_text(path)):
-            lines = [TextLine(t, w, new) for t, w, new in read_lines(path, "data")]
-        else:
-            table = read_table(
-                path,
-                self.data.format,
-                columns=[self.data.text],
-                header=self.data.header,
-                quoting=self.data.quoting,
-                hf_subset=self.data.hf_subset,
-            )
-            lines = []
-            for i, value in enumerate(table.column(self.data.text)):
-                if value is not None and not isinstance(value, str):
-                    raise DataError(
-                        f"{table.where(i)}: column '{self.data.text}' holds "
-                        f"{type(value).__name__}, not text"
-                    )
-                if value and value.strip():
-                    lines.append(TextLine(value, table.where(i)))
-        if not lines:
-            raise DataError(f"{path}: no text (every line or row is empty)")
-        return lines
+        d = self.data
+        return read_text(path, d.text, d.format, d.header, d.quoting, d.hf_subset)
+
+    def hold_out(
+        self, examples: Sequence[TextLine], fraction: float, seed: int
+    ) -> tuple[list[TextLine], list[TextLine]]:
+        """Whole documents as held-out text (``data.dev_fraction``, ``trainer.eval_samples``),
+        so next-sentence pairs stay true ones."""
+        return hold_out_documents(examples, fraction, seed)
 
     def fit(self, train: Sequence[TextLine]) -> None:
         if self.nsp and sum(line.new_document for line in train) < 2:
@@ -216,9 +192,9 @@ class MaskedLM:
         ``word_starts`` column that masking reads. Unlabelled (prediction): one framed item per
         text, placeholders turned into the mask token."""
         if not labelled:
-            texts = [_with_mask_token(e.text, text.mask_token) for e in examples]
-            sequences = text.encode(texts, None, self.max_length)
-            return Features(sequences, lengths=sequence_lengths(sequences["input_ids"]))
+            return fill_features(
+                [e.text for e in examples], [e.where for e in examples], text, self.max_length
+            )
         ids, starts = [], []
         for i in range(0, len(examples), 4096):  # bounded tokenizer batches
             part = text.encode_plain([e.text for e in examples[i : i + 4096]])
@@ -226,14 +202,21 @@ class MaskedLM:
             starts.extend(part[1])
         lines = [pt.Line(a, s) for a, s in zip(ids, starts, strict=True)]
         docs = pt.documents(lines, [e.new_document for e in examples])
-        return self._pairs(docs, text) if self.nsp else self._blocks(docs, text)
+        if not self.nsp:
+            return self._blocks(docs, text)
+        return self._pairs(docs, text, examples[0].where.rsplit(":", 1)[0] if examples else "")
 
     def _blocks(self, docs: list[list[pt.Line]], text: Any) -> Features:
         blocks, flags = pt.pack(docs, text.prefix, text.suffix, self.max_length)
         sequences = {"input_ids": blocks, "word_starts": [f.astype(np.int8) for f in flags]}
         return Features(sequences, lengths=sequence_lengths(blocks))
 
-    def _pairs(self, docs: list[list[pt.Line]], text: Any) -> Features:
+    def _pairs(self, docs: list[list[pt.Line]], text: Any, source: str) -> Features:
+        if len(docs) < 2:
+            raise DataError(
+                f"{source}: next-sentence prediction needs several documents; separate them "
+                "with a blank line (or one document a row), or use task.objectives=[mlm]"
+            )
         empty = np.zeros(0, dtype=np.int64)
         room = self.max_length - len(text.frame_pair(empty, empty)[0])
         pairs = pt.sentence_pairs(docs, room, PAIR_SEED)
@@ -268,6 +251,11 @@ class MaskedLM:
         masked, labels = self._mask(batch, lambda i: pt.item_rng(seed, epoch, i))
         batch["input_ids"], batch["labels"] = masked, labels
 
+    @staticmethod
+    def loss_terms(batch: dict[str, torch.Tensor]) -> int:
+        """The masked tokens a training batch's loss averages (the loop weights shares by it)."""
+        return int((batch["labels"] != pt.IGNORE).sum())
+
     def _mask(self, batch: dict[str, torch.Tensor], rng_of: Any) -> tuple[torch.Tensor, ...]:
         assert self.masking is not None, "use_text first"
         ids = batch["input_ids"].cpu().numpy()
@@ -285,7 +273,7 @@ class MaskedLM:
         scored tokens and the next-sentence logits (B, 2 or 4). Prediction input: the top-k
         filler ids and probabilities of each mask (B, M, 2k), -1 where an item has fewer masks."""
         if "word_starts" not in batch:
-            return self._fill(model, batch)
+            return fill_step(model, batch, self.text.mask_id, self.top_k)
         device = batch["input_ids"].device
         masked, labels = self._mask(batch, lambda i: pt.item_rng(DEV_SEED, 0, i))
         where = labels != pt.IGNORE
@@ -302,19 +290,6 @@ class MaskedLM:
             parts.extend(out["nsp.logits"].float().unbind(dim=1))
         return torch.stack(parts, dim=1)
 
-    def _fill(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        where = batch["input_ids"] == self.text.mask_id  # (B, T)
-        k = min(self.top_k, self.text.vocab_size)
-        width = max(1, int(where.sum(dim=1).max()))
-        result = torch.full((len(where), width, 2 * k), -1.0, device=where.device)
-        if where.any():
-            logits = model(**batch, mlm_positions=where)["logits"].float()  # (N, V)
-            probs, ids = logits[:, : self.text.vocab_size].softmax(-1).topk(k, dim=-1)
-            rows, cols = where.nonzero(as_tuple=True)
-            slot = where.cumsum(dim=1)[rows, cols] - 1  # the mask's number within its item
-            result[rows, slot] = torch.cat([ids.float(), probs], dim=1)
-        return result
-
     def evaluate(
         self, rows: Iterable[tuple[int, np.ndarray]], examples: Sequence[Any], features: Features
     ) -> dict[str, float]:
@@ -326,7 +301,8 @@ class MaskedLM:
             if self.nsp and gold is not None:
                 correct += int(int(np.argmax(row[2:4])) == int(gold[i]))
         if not count:
-            raise DataError("the dev text has no tokens to score")
+            source = examples[0].where.rsplit(":", 1)[0] if examples else "the dev text"
+            raise DataError(f"{source}: no tokens to score (only special or unknown tokens)")
         loss = total / count
         metrics: dict[str, Any] = {
             "perplexity": math.exp(min(loss, 700.0)),
@@ -340,28 +316,8 @@ class MaskedLM:
     def predictions(
         self, rows: Iterable[tuple[int, np.ndarray]], examples: Sequence[Any], features: Features
     ) -> list[dict[str, Any]]:
-        """Per input: ``masks``, one list per mask of ``{token, token_str, score}`` (best first),
-        and ``sequence``, the text with every mask filled by its best token."""
-        k = min(self.top_k, self.text.vocab_size)
-        out: list[dict[str, Any]] = [{} for _ in range(len(features))]
-        for i, row in rows:
-            ids = features.sequences["input_ids"][i].copy()
-            masks = []
-            for slot in row:
-                if slot[0] < 0:
-                    break
-                tokens = slot[:k].astype(np.int64)
-                names = self.text.token_strings(tokens)
-                masks.append(
-                    [
-                        {"token": int(t), "token_str": s, "score": float(p)}
-                        for t, s, p in zip(tokens, names, slot[k:], strict=True)
-                    ]
-                )
-            places = np.flatnonzero(ids == self.text.mask_id)
-            ids[places[: len(masks)]] = [m[0]["token"] for m in masks]
-            out[i] = {"masks": masks, "sequence": self.text.decode(ids)}
-        return out
+        """Fill-mask: per input the ``top_k`` fillers of each mask and the filled ``sequence``."""
+        return fill_predictions(rows, features, self.text, self.top_k)
 
     def line_input(self, line: str) -> Any:
         return line
@@ -380,13 +336,6 @@ class MaskedLM:
         if not isinstance(item, str):
             raise DataError(f"{where}: expected a text, got {type(item).__name__}")
         return TextLine(item, where)
-
-
-def _with_mask_token(text: str, mask_token: str) -> str:
-    for placeholder in PLACEHOLDERS:
-        if placeholder != mask_token:
-            text = text.replace(placeholder, mask_token)
-    return text
 
 
 TASKS.register("masked_lm")(MaskedLM)

@@ -212,6 +212,11 @@ class SequenceLabelling:
     def export(self) -> Export:
         return Export("token_classification", self.labels, extra="crf")
 
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> int | None:
+        """The scored words a softmax loss averages (the loop weights shares by it); None for
+        a CRF, whose loss is a mean over sentences (shares by items)."""
+        return None if self.crf else int((batch["labels"] != -100).sum())
+
     def predict_step(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Tag scores (B, T, L); one-hot Viterbi tags with a CRF."""
         out: torch.Tensor = model(**batch)["logits"]

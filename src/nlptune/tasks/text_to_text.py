@@ -265,6 +265,12 @@ class TextToText:
     def export(self) -> Export:
         return Export("seq2seq_lm", settings={"generation": self.generation, "prefix": self.prefix})
 
+    @staticmethod
+    def loss_terms(batch: dict[str, torch.Tensor]) -> int:
+        """The target tokens a training batch's loss averages (the loop weights shares by it,
+        so N processes equal one)."""
+        return int((batch["labels"] != -100).sum())
+
     def predict_step(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Generated ids (B, L), padded."""
         out: torch.Tensor = model.encoder.generate(batch, self.generation)

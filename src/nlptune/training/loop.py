@@ -72,6 +72,8 @@ class Job:
     eval_by_length: bool = True
     # the task's last word on a training batch, (batch, epoch) -> None: masked-LM masking
     prepare_batch: Callable[[dict[str, Any], int], None] | None = None
+    # how many terms a batch's loss is the mean of (masked tokens); None: of its items
+    loss_terms: Callable[[dict[str, Any]], int | None] | None = None
 
 
 def steps_per_epoch(job: Job) -> int:
@@ -244,11 +246,11 @@ def _step(
     world, rank = acc.num_processes, acc.process_index
     total = torch.zeros((), device=acc.device)
     heads: dict[str, torch.Tensor] = {}
-    for j, chunk in enumerate(micro):
-        part = np.array_split(chunk, world)[rank].tolist()
-        batch = _batch(job, part, acc.device, epoch=epoch)
+    parts = [np.array_split(chunk, world)[rank].tolist() for chunk in micro]
+    batches = [_batch(job, part, acc.device, epoch=epoch) for part in parts]
+    shares = _shares(job, parts, batches, len(indices))
+    for j, (batch, share) in enumerate(zip(batches, shares, strict=True)):
         sync = nullcontext() if j == len(micro) - 1 else acc.no_sync(wrapped)
-        share = len(part) * world / len(indices)
         with sync:
             with acc.autocast():
                 out = wrapped(**batch)
@@ -264,6 +266,24 @@ def _step(
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return total, heads
+
+
+def _shares(
+    job: Job, parts: list[list[int]], batches: list[dict[str, Any]], items: int
+) -> list[float]:
+    """What each of this process's micro-batch losses counts for in the step, times the
+    process count (DDP averages gradients over processes): its share of the step's items, or
+    of the step's loss terms where the task counts them (``loss_terms``: a token-mean loss), so
+    that N processes and any ``grad_accum`` compute the gradient of one big batch."""
+    world = job.accelerator.num_processes
+    counted = [job.loss_terms(b) for b in batches] if job.loss_terms is not None else [None]
+    if any(c is None for c in counted):  # a mean over items (or the task does not say)
+        return [len(p) * world / items for p in parts]
+    terms = torch.tensor([float(c or 0) for c in counted], dtype=torch.float64)
+    every = terms.sum().to(job.accelerator.device)
+    if world > 1:
+        every = job.accelerator.reduce(every, reduction="sum")
+    return [float(x) * world / max(float(every), 1.0) for x in terms]
 
 
 def _batch(
