@@ -58,7 +58,22 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help=".txt (one input a line; TAB between a pair), .jsonl, .csv or .tsv",
     )
-    predict.add_argument("--output", help="JSON Lines output (default: stdout)")
+    predict.add_argument("--output", help="output file (default: stdout)")
+    predict.add_argument(
+        "--format",
+        default="jsonl",
+        choices=["jsonl", "squad", "conll", "semeval"],
+        help="jsonl (default): a JSON object a record; squad: {id: answer}; conll: the input's "
+        "lines with the predicted tag appended; semeval: 'lemma instance-id sense-id' lines",
+    )
+    predict.add_argument(
+        "--strict", action="store_true", help="stop at the first record that can't be predicted"
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=_positive,
+        help="inputs per batch (default: the run's eval batch)",
+    )
 
     validate = sub.add_parser("validate", help="check a config and its data without training")
     validate.add_argument("args", nargs="+", metavar="CONFIG_OR_OVERRIDE")
@@ -140,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NlptuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `nlptune ... | head`: the reader left; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     except KeyboardInterrupt:
         print("interrupted; resume with `nlptune train CONFIG --resume`", file=sys.stderr)
         return 130
@@ -163,7 +181,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(json.dumps(Predictor.from_dir(args.run).evaluate(args.data)))
     elif args.command == "predict":
-        _predict(args.run, args.input, args.output)
+        return _predict(
+            args.run, args.input, args.output, args.format, args.strict, args.batch_size
+        )
     elif args.command == "validate":
         from nlptune import api
 
@@ -200,19 +220,66 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(run: str, source: str, output: str | None) -> None:
-    from nlptune.data.features import atomic_write
+def _predict(
+    run: str, source: str, output: str | None, fmt: str, strict: bool, batch_size: int | None
+) -> int:
+    """Stream predictions to ``output`` (written through a temporary file: a stopped run
+    leaves no half-written output) or stdout. Returns 0, or 1 when some records failed."""
+    from nlptune.outputs import Writer, check_format
     from nlptune.predict import Predictor
 
-    if not Path(source).exists():
+    if not _input_exists(Path(source)):
         raise NlptuneError(f"input file not found: {source}")
-    rows = Predictor.from_dir(run).predict_file(source)
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    if output:
-        atomic_write(Path(output), lambda f: f.write(text), mode="w")
-        logger.info("wrote %d predictions to %s", len(rows), output)
-    else:
-        sys.stdout.write(text)
+    predictor = Predictor.from_dir(run, batch_size=batch_size)
+    task = predictor.config.task.type
+    check_format(fmt, task, source)
+    conllu = Path(source).suffix.lower() == ".conllu" or predictor.config.data.format == "conllu"
+    written, failures = 0, 0
+    failed: list[dict[str, Any]] = []  # the first few failed records, for the summary
+    target = Path(output) if output else None
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp") if target else None
+    try:
+        with open(tmp, "w", encoding="utf-8") if tmp else _stdout() as out:
+            writer = Writer(fmt, out, source, conllu)
+            for row in predictor.stream_file(source, strict=strict):
+                writer.write(row)
+                written += 1
+                if "error" in row:
+                    failures += 1
+                    if len(failed) < 5:
+                        failed.append(row)
+            writer.close()
+        if tmp and target:
+            os.replace(tmp, target)
+    finally:
+        if tmp and tmp.exists():
+            tmp.unlink()
+    _report(written, failures, failed, output)
+    return 1 if failures else 0
+
+
+def _input_exists(path: Path) -> bool:
+    """A file or folder, or the prefix of parallel text files (``test`` for ``test.en``)."""
+    if path.exists():
+        return True
+    return path.parent.is_dir() and any(path.parent.glob(f"{path.name}.*"))
+
+
+def _stdout() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext(sys.stdout)
+
+
+def _report(written: int, failures: int, first: list[dict[str, Any]], output: str | None) -> None:
+    where = f" to {output}" if output else ""
+    logger.info("predicted %d records%s, %d failed", written - failures, where, failures)
+    for row in first:
+        place = f"line {row['line']}" if "line" in row else row.get("where", "")
+        named = f" (id {row['id']})" if "id" in row else ""
+        logger.info("  failed: %s%s: %s", place, named, row["error"])
+    if failures > len(first):
+        logger.info("  ... and %d more (each has an error record)", failures - len(first))
 
 
 def _list(what: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,13 @@ import torch
 from nlptune import build
 from nlptune.config import RunConfig
 from nlptune.errors import DataError
+from nlptune.inputs import Record, records
 from nlptune.tasks.base import Task
 from nlptune.training.evaluate import stream_features
 from nlptune.training.loop import eval_batch_size
 from nlptune.training.runtime import autocast_for
+
+BUFFER = 4096  # records read, featurized and predicted at a time
 
 
 class Predictor:
@@ -67,16 +69,14 @@ class Predictor:
     def _featurize(self, examples: Sequence[Any], labelled: bool) -> Any:
         return self.task.featurize(examples, self.text, labelled=labelled)
 
-    def predict(self, inputs: Iterable[Any]) -> list[dict[str, Any]]:
-        """Predictions for texts, ``(text, text_pair)`` tuples or dicts, in input order."""
-        examples = [self.task.input_example(x, f"input {i + 1}") for i, x in enumerate(inputs)]
-        if not examples:
-            return []
-        features = self._featurize(examples, labelled=False)
-        result: list[dict[str, Any]] = self.task.predictions(
-            self._stream(features), examples, features
-        )
-        return result
+    def predict(self, inputs: Iterable[Any], errors: str = "raise") -> list[dict[str, Any]]:
+        """Predictions for texts, ``(text, text_pair)`` tuples or dicts, in input order.
+
+        ``errors="raise"`` raises DataError at the first input that can't be predicted;
+        ``errors="record"`` puts ``{"error": ..., "input": N}`` in its place and goes on.
+        """
+        records = (Record(x, f"input {i + 1}", i + 1, _id_of(x)) for i, x in enumerate(inputs))
+        return list(self.predict_records(records, strict=errors == "raise", line_key="input"))
 
     def evaluate(self, path: str) -> dict[str, Any]:
         """Metrics on a labelled file read with the run's data settings."""
@@ -85,21 +85,102 @@ class Predictor:
         scores: dict[str, Any] = self.task.evaluate(self._stream(features), examples, features)
         return build.rounded(scores)
 
-    def predict_file(self, path: str) -> list[dict[str, Any]]:
-        """Predictions for a text file (one input per line; a tab separates a pair), a JSON Lines
-        file of ``{"text": ..., "text_pair": ...}``, or a CSV/TSV/hf source read like the data."""
-        source = Path(path)
-        if source.suffix.lower() in (".txt", "") and source.is_file():
-            lines = source.read_text(encoding="utf-8-sig").splitlines()
-            return self.predict(self.task.line_input(line) for line in lines)
-        if source.suffix.lower() in (".jsonl", ".json") and source.is_file():
-            rows = []
-            with open(source, encoding="utf-8-sig") as f:
-                for number, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as err:
-                            raise DataError(f"{path}:{number}: not valid JSON: {err.msg}") from None
-            return self.predict(rows)
-        return self.predict(self.task.read(path, labelled=False))
+    def predict_file(self, path: str, errors: str = "raise") -> list[dict[str, Any]]:
+        """Predictions for a file (see :meth:`stream_file`), as a list."""
+        return list(self.stream_file(path, strict=errors == "raise"))
+
+    def stream_file(
+        self, path: str, strict: bool = False, buffer: int = BUFFER
+    ) -> Iterator[dict[str, Any]]:
+        """Predictions for every record of a file, in input order and streamed: a ``.txt``
+        file (one input a line; a TAB separates a pair), JSON Lines, or any format the task
+        trains on (CSV/TSV, CoNLL/CoNLL-U, SemEval XML, STREUSLE, SQuAD JSON, parallel text),
+        ids kept. A record that can't be predicted gives ``{"error", "line" or "where", "id"}``
+        in its place (``strict``: a DataError instead). Memory stays bounded by ``buffer``
+        records for line-based files."""
+        return self.predict_records(records(self.task, path), strict=strict, buffer=buffer)
+
+    def predict_records(
+        self,
+        source: Iterable[Record],
+        strict: bool = False,
+        buffer: int = BUFFER,
+        line_key: str = "line",
+    ) -> Iterator[dict[str, Any]]:
+        """Predictions for records, ``buffer`` at a time (each buffer in length-sorted batches),
+        yielded in input order."""
+        chunk: list[Record] = []
+        for record in source:
+            chunk.append(record)
+            if len(chunk) >= buffer:
+                yield from self._chunk(chunk, strict, line_key)
+                chunk = []
+        if chunk:
+            yield from self._chunk(chunk, strict, line_key)
+
+    def _chunk(self, chunk: list[Record], strict: bool, line_key: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any] | None] = [None] * len(chunk)
+
+        def fail(i: int, message: str) -> None:
+            if strict:
+                raise DataError(
+                    message if chunk[i].where in message else f"{chunk[i].where}: {message}"
+                )
+            out[i] = _error(chunk[i], message, line_key)
+
+        good: list[tuple[int, Any]] = []
+        for i, r in enumerate(chunk):
+            if r.error is not None:
+                fail(i, r.error)
+                continue
+            try:
+                good.append((i, self.task.input_example(r.item, r.where)))
+            except DataError as err:
+                fail(i, str(err))
+        good, features = self._featurize_each(good, fail)
+        if good:
+            examples = [e for _, e in good]
+            rows = self.task.predictions(self._stream(features), examples, features)
+            for (i, _), row in zip(good, rows, strict=True):
+                out[i] = {**_fields(chunk[i]), **row}
+        return [row for row in out if row is not None]
+
+    def _featurize_each(
+        self, good: list[tuple[int, Any]], fail: Any
+    ) -> tuple[list[tuple[int, Any]], Any]:
+        """Features of the examples together; when that fails, of each alone, so that only the
+        examples that fail are reported."""
+        try:
+            return good, self._featurize([e for _, e in good], labelled=False) if good else None
+        except DataError:
+            kept = []
+            for i, e in good:
+                try:
+                    self._featurize([e], labelled=False)
+                    kept.append((i, e))
+                except DataError as err:
+                    fail(i, str(err))
+            return kept, self._featurize([e for _, e in kept], labelled=False) if kept else None
+
+
+def _id_of(item: Any) -> str | None:
+    value = item.get("id") if isinstance(item, dict) else None
+    return None if value is None else str(value)
+
+
+def _fields(record: Record) -> dict[str, Any]:
+    """What a record's output carries of its input: its id (and STREUSLE's token ids)."""
+    out: dict[str, Any] = {}
+    if record.id is not None:
+        out["id"] = record.id
+    out.update(record.extra or {})
+    return out
+
+
+def _error(record: Record, message: str, line_key: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"error": message}
+    if record.line is not None:
+        out[line_key] = record.line
+    else:
+        out["where"] = record.where
+    return {**out, **_fields(record)}

@@ -61,9 +61,14 @@ def test_v1_trains_saves_and_loads_in_the_pipeline(
     row = json.loads(capsys.readouterr().out.strip())
     assert set(row) == {"answer", "start", "end", "score"}
     assert context[row["start"] : row["end"]] == row["answer"]
-    inputs.write_text(json.dumps({"question": "what was the film"}) + "\n")
-    assert cli.main(["predict", str(out), "--input", str(inputs)]) == 2
-    assert "input 1: no context" in capsys.readouterr().err
+    bad = json.dumps({"question": "what was the film", "id": "q2"})
+    inputs.write_text(bad + "\n" + json.dumps({"question": "the film?", "context": context}))
+    assert cli.main(["predict", str(out), "--input", str(inputs)]) == 1  # a record failed
+    first, second = (json.loads(x) for x in capsys.readouterr().out.splitlines())
+    assert first["line"] == 1 and first["id"] == "q2" and "no context" in first["error"]
+    assert "answer" in second
+    assert cli.main(["predict", str(out), "--input", str(inputs), "--strict"]) == 2
+    assert "q.jsonl:1: no context" in capsys.readouterr().err
 
 
 def test_v2_tunes_and_saves_the_no_answer_threshold(tiny_bert: Path, tmp_path: Path) -> None:

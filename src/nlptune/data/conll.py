@@ -72,16 +72,17 @@ def read_conllu(path: str, column: str = "upos", labelled: bool = True) -> list[
     out: list[TokenExample] = []
     words: list[str] = []
     tags: list[str] = []
-    start = 0
+    start, sent_id = 0, ""
     for number, line in [*_lines(path), (-1, "")]:
         if not line.strip():
             if words:
-                out.append(
-                    TokenExample(tuple(words), tuple(tags) if labelled else None, f"{path}:{start}")
-                )
-            words, tags = [], []
+                kept = tuple(tags) if labelled else None
+                out.append(TokenExample(tuple(words), kept, f"{path}:{start}", sent_id))
+            words, tags, sent_id = [], [], ""
             continue
         if line.startswith("#"):
+            if line.startswith("# sent_id"):
+                sent_id = line.partition("=")[2].strip()
             continue
         fields = line.split("\t")
         if len(fields) != 10:

@@ -31,3 +31,4 @@ class TokenExample:
     words: tuple[str, ...]
     tags: tuple[str, ...] | None = None
     where: str = ""
+    id: str = ""  # CoNLL-U: the sentence's sent_id

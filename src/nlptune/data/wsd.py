@@ -28,6 +28,8 @@ class SenseExample:
     lemma: str
     label: str | None = None
     where: str = ""
+    id: str = ""  # SemEval: the instance id; STREUSLE: the sentence's sent_id
+    token_ids: tuple[str, ...] = ()  # STREUSLE: the target's token ids (CoNLL-U column 1)
 
 
 def read_streusle(path: str) -> list[SenseExample]:
@@ -37,22 +39,28 @@ def read_streusle(path: str) -> list[SenseExample]:
         raise DataError(f"data file not found: {path}")
     out: list[SenseExample] = []
     rows: list[tuple[int, list[str]]] = []
+    sent_id = ""
     with open(path, encoding="utf-8") as f:
         for number, line in [*enumerate(f, 1), (-1, "")]:
             line = line.rstrip("\n")
             if line.strip():
-                if not line.startswith("#"):
+                if line.startswith("# sent_id"):
+                    sent_id = line.partition("=")[2].strip()
+                elif not line.startswith("#"):
                     rows.append((number, line.split("\t")))
                 continue
             if rows:
-                out.extend(_streusle_sentence(path, rows))
-            rows = []
+                out.extend(_streusle_sentence(path, rows, sent_id))
+            rows, sent_id = [], ""
     return out
 
 
-def _streusle_sentence(path: str, rows: list[tuple[int, list[str]]]) -> list[SenseExample]:
+def _streusle_sentence(
+    path: str, rows: list[tuple[int, list[str]]], sent_id: str = ""
+) -> list[SenseExample]:
     words: list[str] = []
     position: dict[str, int] = {}
+    ids: list[str] = []  # each word's token id
     groups: dict[str, list[int]] = {}
     starts: list[tuple[int, list[str], int]] = []
     for number, cols in rows:
@@ -65,6 +73,7 @@ def _streusle_sentence(path: str, rows: list[tuple[int, list[str]]]) -> list[Sen
             continue
         position[cols[0]] = len(words)
         words.append(cols[1])
+        ids.append(cols[0])
         if cols[10] != "_":
             groups.setdefault(cols[10].split(":")[0], []).append(len(words) - 1)
         if cols[13].startswith("p.") and cols[11] in P_LEXCATS:
@@ -75,19 +84,31 @@ def _streusle_sentence(path: str, rows: list[tuple[int, list[str]]]) -> list[Sen
         target = tuple(groups[group]) if group else (index,)
         role, function = cols[13], cols[14]
         label = role if function in ("_", role) else f"{role}|{function}"
-        out.append(SenseExample(tuple(words), target, cols[12].lower(), label, f"{path}:{number}"))
+        out.append(
+            SenseExample(
+                tuple(words),
+                target,
+                cols[12].lower(),
+                label,
+                f"{path}:{number}",
+                sent_id,
+                tuple(ids[i] for i in target),
+            )
+        )
     return out
 
 
-def read_semeval(path: str) -> list[SenseExample]:
+def read_semeval(path: str, keep_empty: bool = False) -> list[SenseExample]:
     """Instances of one lexical-sample XML file, or of every ``*.xml`` file in a folder. Sense
-    ids are numbered per lemma, so labels are ``lemma:senseid`` (``about:3(2)-1``)."""
+    ids are numbered per lemma, so labels are ``lemma:senseid`` (``about:3(2)-1``). An instance
+    with an empty ``<head>`` is skipped with a warning, or kept (``keep_empty``: prediction
+    reports it in its place)."""
     p = Path(path)
     if p.is_dir():
         files = sorted(p.glob("*.xml"))
         if not files:
             raise DataError(f"{path}: no .xml files")
-        return [e for f in files for e in read_semeval(str(f))]
+        return [e for f in files for e in read_semeval(str(f), keep_empty)]
     if not p.is_file():
         raise DataError(f"data file not found: {path}")
     try:
@@ -100,7 +121,7 @@ def read_semeval(path: str) -> list[SenseExample]:
         lemma = lexelt.get("item", "").lower()
         for inst in lexelt.iter("instance"):
             example = _semeval_instance(path, inst, lemma)
-            if example.target:
+            if example.target or keep_empty:
                 out.append(example)
             else:  # the released training data has a few empty <head></head> elements
                 logger.warning("%s: empty <head>, instance skipped", example.where)
@@ -131,4 +152,5 @@ def _semeval_instance(path: str, inst: ET.Element, lemma: str) -> SenseExample:
     sense = answer.get("senseid") if answer is not None else None
     label = f"{lemma}:{sense}" if sense is not None else None  # sense ids are per lemma
     target = tuple(range(len(before), len(before) + len(head)))
-    return SenseExample(tuple(before + head + after), target, lemma, label, where)
+    words = tuple(before + head + after)
+    return SenseExample(words, target, lemma, label, where, inst.get("id") or "")

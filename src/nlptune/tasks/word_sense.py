@@ -89,7 +89,7 @@ class WordSense:
         if fmt == "streusle":
             examples = read_streusle(path)
         elif fmt == "semeval":
-            examples = read_semeval(path)
+            examples = read_semeval(path, keep_empty=not labelled)
         elif fmt == "jsonl":
             examples = self._read_jsonl(path)
         else:

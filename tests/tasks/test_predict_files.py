@@ -1,0 +1,230 @@
+"""Batch prediction over files: a bad record never loses the rest, every task's training formats
+are read with their ids, the output formats the task's scorers read, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nlptune
+from nlptune import cli
+from nlptune.errors import DataError
+
+from ..conftest import FIXTURES, REPO
+from .test_contract import _config
+
+# per task: good JSON Lines inputs, and one input the task itself can't predict
+INPUTS: dict[str, tuple[list[Any], Any]] = {
+    "text_classification": ([{"text": "a great film"}, "the plot was dull"], {"txt": "no text"}),
+    "sentence_pair": (
+        [{"text": "a film", "text_pair": "a movie"}, {"sentence1": "a", "sentence2": "b"}],
+        {"text": "a film"},
+    ),
+    "sequence_labelling": ([{"words": ["the", "film"]}, "the plot was dull"], {"words": 3}),
+    "word_sense": (
+        ["the film was good <head>in</head> the plot .", {"words": ["a", "in"], "target": [1]}],
+        "the film was good <head></head> the plot .",  # the SemEval test set has 15 of these
+    ),
+    "extractive_qa": (
+        [{"question": "what film", "context": "the film was good ."}] * 2,
+        {"question": "what film"},
+    ),
+    "masked_lm": (["the film was [MASK] .", {"text": "a [MASK] plot"}], {"text": 3}),
+    "text_to_text": (["a good film", {"text": "the cast"}], {"text": ""}),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tiny_bert: Path, tiny_t5: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    runs = {}
+    for task in INPUTS:
+        family = "hf_seq2seq" if task == "text_to_text" else "hf_encoder"
+        out = tmp_path_factory.mktemp(task) / "run"
+        config = _config(task, family, tiny_t5 if task == "text_to_text" else tiny_bert, out)
+        config["trainer"].update(max_steps=2, eval_every=2)
+        nlptune.train(config)
+        runs[task] = out
+    return runs
+
+
+@pytest.mark.parametrize("task", sorted(INPUTS))
+def test_a_bad_record_never_loses_the_rest(
+    task: str, trained: dict[str, Path], tmp_path: Path
+) -> None:
+    good, bad = INPUTS[task]
+    lines = [json.dumps({**x, "id": "first"} if isinstance(x, dict) else x) for x in good[:1]]
+    lines += ["{not json", json.dumps(good[1]), json.dumps(bad)]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe broken\n")
+    predictor = nlptune.Predictor.from_dir(trained[task])
+    rows = list(predictor.stream_file(str(path)))
+    assert len(rows) == 5  # one output record per input record, in input order
+    assert "error" not in rows[0]
+    assert rows[0].get("id") == ("first" if isinstance(good[0], dict) else None)  # ids kept
+    assert rows[1]["line"] == 2 and "not valid JSON" in rows[1]["error"]
+    assert "error" not in rows[2]
+    assert rows[3]["line"] == 4 and rows[3]["error"]
+    assert rows[4]["line"] == 5 and "not UTF-8" in rows[4]["error"]
+    with pytest.raises(DataError, match="in.jsonl:2: not valid JSON"):
+        list(predictor.stream_file(str(path), strict=True))
+    # the Python API: an exception at the first bad input, or error records in place
+    items = [good[0], bad, good[1]]
+    with pytest.raises(DataError, match="input 2"):
+        predictor.predict(items)
+    rows = predictor.predict(items, errors="record")
+    assert len(rows) == 3 and rows[1]["input"] == 2 and "error" in rows[1]
+    assert "error" not in rows[0] and "error" not in rows[2]
+
+
+def test_cli_summary_exit_code_and_atomic_output(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = trained["word_sense"]
+    path = tmp_path / "in.txt"
+    good, bad = INPUTS["word_sense"]
+    path.write_text("\n".join([good[0], bad, good[0]]) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert cli.main(["predict", str(run), "--input", str(path), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "predicted 2 records" in err and "1 failed" in err and "failed: line 2" in err
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [("error" in r) for r in rows] == [False, True, False] and rows[1]["line"] == 2
+    out.write_text("kept\n")
+    assert (
+        cli.main(["predict", str(run), "--input", str(path), "--output", str(out), "--strict"]) == 2
+    )
+    assert out.read_text() == "kept\n" and not list(tmp_path.glob(".out.jsonl*"))  # untouched
+    assert "in.txt:2: the target [] has no subwords" in capsys.readouterr().err
+    path.write_text(good[0] + "\n")
+    assert cli.main(["predict", str(run), "--input", str(path), "--output", str(out)]) == 0
+
+
+def test_formats_keep_their_ids(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def predict(task: str, source: Path, fmt: str = "jsonl") -> str:
+        out = tmp_path / f"out.{fmt}"
+        code = cli.main(
+            ["predict", str(trained[task]), "--input", str(source), "--output", str(out),
+             "--format", fmt]
+        )  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        return out.read_text()
+
+    # SemEval-2007 XML: instance ids; the key-file format the scorer reads
+    xml = FIXTURES / "semeval" / "semeval-in.xml"
+    ids = [line.split('"')[1] for line in xml.read_text().splitlines() if "<instance " in line]
+    rows = [json.loads(x) for x in predict("word_sense", xml).splitlines()]
+    assert [r["id"] for r in rows] == ids
+    key = [line.split() for line in predict("word_sense", xml, "semeval").splitlines()]
+    assert [k[1] for k in key] == ids and all(k[0] == "in" for k in key)
+    # an empty <head> in XML gets an error record in its place, with its id
+    broken = tmp_path / "broken.xml"
+    broken.write_text(xml.read_text().replace("<head>in</head>", "<head></head>", 1))
+    out = tmp_path / "b.jsonl"
+    assert (
+        cli.main(
+            ["predict", str(trained["word_sense"]), "--input", str(broken), "--output", str(out)]
+        )
+        == 1
+    )
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first["id"] == ids[0] and "no subwords" in first["error"] and "where" in first
+    # STREUSLE: one record per target, with its sentence id and token ids
+    lex = FIXTURES / "streusle_dev.conllulex"
+    rows = [json.loads(x) for x in predict("word_sense", lex).splitlines()]
+    expected = nlptune.Predictor.from_dir(trained["word_sense"]).task.read(str(lex), False)
+    assert len(rows) == len(expected)
+    assert all(r["id"] and r["token_ids"] for r in rows)
+    assert [r["id"] for r in rows] == [e.id for e in expected]
+    # CoNLL: the input's lines with the predicted tag appended (what conlleval reads)
+    conll = FIXTURES / "ner_dev.conll"
+    written = predict("sequence_labelling", conll, "conll").splitlines()
+    source = conll.read_text().splitlines()
+    assert len(written) == len(source)
+    for a, b in zip(source, written, strict=True):
+        if a.strip() and not a.startswith("-DOCSTART-"):
+            assert b.startswith(a) and len(b.split()) == len(a.split()) + 1
+        else:
+            assert a == b
+    # CoNLL-U: sentence ids
+    conllu = FIXTURES / "pos_dev.conllu"
+    sent_ids = [
+        x.split("=", 1)[1].strip()
+        for x in conllu.read_text().splitlines()
+        if x.startswith("# sent_id")
+    ]
+    rows = [json.loads(x) for x in predict("sequence_labelling", conllu).splitlines()]
+    assert sent_ids and [r["id"] for r in rows] == sent_ids
+    # SQuAD JSON: question ids; the {id: answer} file the official script reads
+    squad = FIXTURES / "squad_v1_dev.json"
+    questions = [
+        q["id"]
+        for a in json.loads(squad.read_text())["data"]
+        for p in a["paragraphs"]
+        for q in p["qas"]
+    ]
+    answers = json.loads(predict("extractive_qa", squad, "squad"))
+    assert list(answers) == questions and all(isinstance(v, str) for v in answers.values())
+    # parallel text for text_to_text: one record a source line, in order
+    rows = predict("text_to_text", FIXTURES / "translate" / "dev").splitlines()
+    assert len(rows) == len((FIXTURES / "translate" / "dev.en").read_text().splitlines())
+
+
+def test_format_refusals(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "in.txt"
+    path.write_text("a film\n")
+    for run, fmt, message in (
+        ("text_classification", "conll", "--format conll is for sequence_labelling runs"),
+        ("sequence_labelling", "conll", "appends tags to the lines of a CoNLL"),
+        ("word_sense", "squad", "--format squad is for extractive_qa and text_to_text runs"),
+    ):
+        assert cli.main(["predict", str(trained[run]), "--input", str(path), "--format", fmt]) == 2
+        assert message in capsys.readouterr().err
+    path.write_text("question\n")
+    assert cli.main(["predict", str(trained["extractive_qa"]), "--input", str(path)]) == 2
+    assert "reads JSON Lines of {question, context}" in capsys.readouterr().err
+
+
+def test_a_large_file_streams_in_bounded_memory(trained: dict[str, Path], tmp_path: Path) -> None:
+    """200,000 lines predict with about the peak memory of 20,000 (a child process each)."""
+
+    def peak(lines: int) -> tuple[int, int]:
+        path = tmp_path / f"in{lines}.txt"
+        path.write_text("a great film with a good plot\n" * lines)
+        out = tmp_path / f"out{lines}.jsonl"
+        code = (
+            "import resource, sys; from nlptune import cli; "
+            f"code = cli.main(['predict', {str(trained['text_classification'])!r}, '--input', "
+            f"{str(path)!r}, '--output', {str(out)!r}, '--batch-size', '1024']); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+        )
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        with open(out) as f:
+            count = sum(1 for _ in f)
+        return int(done.stdout.strip().splitlines()[-1]), count
+
+    small, n_small = peak(20_000)
+    large, n_large = peak(200_000)
+    assert (n_small, n_large) == (20_000, 200_000)
+    print(f"peak RSS: {small} KiB for 20,000 lines, {large} KiB for 200,000")
+    assert large - small < 60_000, (small, large)  # KiB: 10x the input, not 10x the memory
