@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nlptune import artefact
 from nlptune.errors import NlptuneError
 
 logger = logging.getLogger("nlptune")
@@ -159,8 +160,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 0
     except KeyboardInterrupt:
-        print("interrupted; resume with `nlptune train CONFIG --resume`", file=sys.stderr)
+        resume = "; resume with `nlptune train CONFIG --resume`" if args.command == "train" else ""
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a file that went away: one line, not a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception:  # a bug: its traceback (to report it) and an exit code of its own
+        import traceback
+
+        traceback.print_exc()
+        print("error: unexpected failure inside nlptune (please report it)", file=sys.stderr)
+        return 3
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -230,13 +241,15 @@ def _predict(
 
     if not _input_exists(Path(source)):
         raise NlptuneError(f"input file not found: {source}")
+    target = _output_path(output, source)
+    raw, _ = artefact.read_run(Path(run))  # the task, before the model loads
+    data_format = str((raw.get("data") or {}).get("format", "auto"))
+    check_format(fmt, str((raw.get("task") or {}).get("type")), source, data_format)
     predictor = Predictor.from_dir(run, batch_size=batch_size)
-    task = predictor.config.task.type
-    check_format(fmt, task, source)
-    conllu = Path(source).suffix.lower() == ".conllu" or predictor.config.data.format == "conllu"
+    file_format = getattr(predictor.task, "file_format", None)
+    conllu = file_format is not None and file_format(source) == "conllu"
     written, failures = 0, 0
     failed: list[dict[str, Any]] = []  # the first few failed records, for the summary
-    target = Path(output) if output else None
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp") if target else None
     try:
         with open(tmp, "w", encoding="utf-8") if tmp else _stdout() as out:
@@ -249,6 +262,7 @@ def _predict(
                     if len(failed) < 5:
                         failed.append(row)
             writer.close()
+            out.flush()  # a reader that left (`| head`) is found here, inside the try
         if tmp and target:
             os.replace(tmp, target)
     finally:
@@ -256,6 +270,23 @@ def _predict(
             tmp.unlink()
     _report(written, failures, failed, output)
     return 1 if failures else 0
+
+
+def _output_path(output: str | None, source: str) -> Path | None:
+    """The ``--output`` file, checked before any work: not a folder, not the input; its folder
+    is made."""
+    if output is None:
+        return None
+    target = Path(output)
+    if target.is_dir():
+        raise NlptuneError(f"--output {output} is a folder; name a file in it")
+    if target.exists() and Path(source).exists() and os.path.samefile(target, source):
+        raise NlptuneError(f"--output {output} is the input file; write to another file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NlptuneError(f"--output {output}: can't make its folder: {err}") from None
+    return target
 
 
 def _input_exists(path: Path) -> bool:

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlptune.data.examples import BadRecord
 from nlptune.errors import DataError
+
+STRUCTURED = ("conll", "conllu", "streusle", "semeval", "squad")
 
 
 @dataclass
@@ -40,11 +43,27 @@ def records(task: Any, path: str) -> Iterator[Record]:
     ):  # a parallel-text prefix (``test`` for ``test.en``) is fine
         raise DataError(f"input file not found: {path}")
     suffix = source.suffix.lower()
-    if source.is_file() and suffix in (".txt", ""):
+    # a run trained on a structured format reads it in .txt files too (CoNLL-2003's train.txt)
+    structured = getattr(task, "format", "auto") in STRUCTURED
+    if source.is_file() and suffix in (".txt", "") and not structured:
         return _text_lines(task, source)
-    if source.is_file() and suffix in (".jsonl", ".ndjson"):
+    if source.is_file() and (suffix in (".jsonl", ".ndjson") or _json_lines_file(source)):
         return _json_lines(source)
     return _examples(task, path)
+
+
+def _json_lines_file(source: Path) -> bool:
+    """A ``.json`` file of one object a line (not one document, such as SQuAD's)."""
+    if source.suffix.lower() != ".json":
+        return False
+    with open(source, "rb") as f:
+        head = f.read(4096).decode("utf-8", "replace").lstrip("\ufeff").lstrip()
+    first = head.splitlines()[0] if head else ""
+    try:
+        value = json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return not (isinstance(value, dict) and "data" in value)  # a one-line SQuAD document
 
 
 def _decoded(source: Path) -> Iterator[tuple[int, str | None, str | None]]:
@@ -88,12 +107,18 @@ def _json_lines(source: Path) -> Iterator[Record]:
         except json.JSONDecodeError as err:
             yield Record(None, where, number, error=f"not valid JSON: {err.msg}")
             continue
+        except (ValueError, RecursionError) as err:  # a huge number, deep nesting
+            yield Record(None, where, number, error=f"not valid JSON: {type(err).__name__}")
+            continue
         rid = item.get("id") if isinstance(item, dict) else None
         yield Record(item, where, number, None if rid is None else str(rid))
 
 
 def _examples(task: Any, path: str) -> Iterator[Record]:
     for e in task.read(path, labelled=False):
+        if isinstance(e, BadRecord):  # a record the reader could not read, in its place
+            yield Record(None, e.where, None, e.id or None, error=e.error)
+            continue
         extra: dict[str, Any] = {}
         if getattr(e, "token_ids", ()):  # STREUSLE: the target's tokens
             extra["token_ids"] = list(e.token_ids)

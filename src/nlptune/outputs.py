@@ -26,8 +26,9 @@ TASKS_OF = {
 }
 
 
-def check_format(fmt: str, task: str, source: str) -> None:
-    """Refuse a format the task (or the input) can't give, before anything is predicted."""
+def check_format(fmt: str, task: str, source: str, data_format: str = "auto") -> None:
+    """Refuse a format the task (or the input) can't give, before anything is predicted
+    (``data_format``: the run's ``data.format``, which decides how a ``.txt`` input reads)."""
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if fmt in TASKS_OF and task not in TASKS_OF[fmt]:
@@ -36,10 +37,16 @@ def check_format(fmt: str, task: str, source: str) -> None:
             "(use --format jsonl)"
         )
     suffix = Path(source).suffix.lower()
-    if fmt == "conll" and suffix in (".txt", ".jsonl", ".json", ""):
+    lines = suffix in (".txt", "") and data_format not in ("conll", "conllu")
+    if fmt == "conll" and (lines or suffix in (".jsonl", ".json", ".ndjson")):
         raise DataError(
             f"--format conll appends tags to the lines of a CoNLL or CoNLL-U input; {source} "
             "is not one (use --format jsonl)"
+        )
+    if fmt == "semeval" and not (suffix == ".xml" or Path(source).is_dir()):
+        raise DataError(
+            f"--format semeval writes instance ids, which SemEval XML input has; {source} is "
+            "not SemEval XML (a .xml file or a folder of them; use --format jsonl)"
         )
 
 
@@ -47,18 +54,19 @@ class Writer:
     """Writes records to ``out`` as ``fmt`` says; ``source`` is the input (for ``conll``)."""
 
     def __init__(self, fmt: str, out: IO[str], source: str, conllu: bool = False) -> None:
-        self.fmt, self.out = fmt, out
+        self.fmt, self.out, self.source = fmt, out, source
         self.answers: dict[str, str] = {}
+        self.rows = 0
         self._lines = _conll_sentences(source, conllu) if fmt == "conll" else None
 
     def write(self, row: dict[str, Any]) -> None:
+        self.rows += 1
         if self.fmt == "jsonl":
             self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        elif self.fmt == "squad":
+        elif self.fmt == "squad":  # keyed by question id, else by record number
             if "error" not in row:
-                self.answers[str(row.get("id", len(self.answers)))] = str(
-                    row.get("answer", row.get("generated_text", ""))
-                )
+                answer = row.get("answer", row.get("generated_text", ""))
+                self.answers[str(row.get("id", self.rows))] = str(answer)
         elif self.fmt == "semeval":
             if "error" not in row and row.get("id"):
                 label = str(row["label"])
@@ -69,9 +77,15 @@ class Writer:
             assert self._lines is not None
             block, sep = next(self._lines, ([], "\t"))
             tags = row.get("tags") or []
-            words = iter(tags)
-            for line, is_token in block:
-                self.out.write(f"{line}{sep}{next(words, 'O')}\n" if is_token else f"{line}\n")
+            words = sum(is_word for _, is_word in block)
+            if "error" not in row and words != len(tags):
+                raise DataError(
+                    f"{self.source}: sentence {self.rows} has {words} words here but its "
+                    f"prediction {len(tags)} tags; the file can't be written as CoNLL"
+                )
+            given = iter(tags)
+            for line, is_word in block:
+                self.out.write(f"{line}{sep}{next(given, 'O')}\n" if is_word else f"{line}\n")
 
     def close(self) -> None:
         if self.fmt == "squad":
@@ -83,27 +97,28 @@ class Writer:
 
 
 def _conll_sentences(source: str, conllu: bool) -> Iterator[tuple[list[tuple[str, bool]], str]]:
-    """The input's lines grouped as the readers group sentences: each sentence's token lines
-    (``True`` for a word) with the lines before it (blank lines, ``-DOCSTART-``, and CoNLL-U
-    comments: ``False``), and the separator its columns use."""
+    """The input's lines grouped as the readers group sentences (``read_conll``: a blank line
+    or ``-DOCSTART-`` ends one, every other line is a word; ``read_conllu``: a blank line ends
+    one, comments, multiword ranges and empty nodes are not words): each sentence's lines
+    (``True`` for a word) with the lines before it, and the separator its columns use."""
     pending: list[tuple[str, bool]] = []
-    tokens = 0
+    words = 0
     sep = "\t"
-    with open(source, encoding="utf-8-sig") as f:
+    with open(source, encoding="utf-8-sig", errors="replace") as f:
         for raw in f:
             line = raw.rstrip("\r\n")
             fields = line.split("\t") if "\t" in line else line.split()
-            other = not line.strip() or fields[0] == "-DOCSTART-"
-            other = other or (conllu and line.startswith("#"))
-            if other and tokens:
-                yield pending, sep
-                pending, tokens = [], 0
-            if other:
+            ends = not line.strip() or (not conllu and fields[0] == "-DOCSTART-")
+            if ends:
+                if words:
+                    yield pending, sep
+                    pending, words = [], 0
                 pending.append((line, False))
                 continue
-            sep = "\t" if "\t" in line else " "
-            tokens += 1
-            # CoNLL-U multiword ranges (1-2) and empty nodes (8.1) are not words
-            pending.append((line, not (conllu and ("-" in fields[0] or "." in fields[0]))))
+            word = not conllu or not (line.startswith("#") or "-" in fields[0] or "." in fields[0])
+            if word:
+                sep = "\t" if "\t" in line else " "
+                words += 1
+            pending.append((line, word))
     if pending:
         yield pending, sep

@@ -75,6 +75,8 @@ class Predictor:
         ``errors="raise"`` raises DataError at the first input that can't be predicted;
         ``errors="record"`` puts ``{"error": ..., "input": N}`` in its place and goes on.
         """
+        if errors not in ("raise", "record"):
+            raise ValueError(f"errors={errors!r}: use 'raise' or 'record'")
         records = (Record(x, f"input {i + 1}", i + 1, _id_of(x)) for i, x in enumerate(inputs))
         return list(self.predict_records(records, strict=errors == "raise", line_key="input"))
 
@@ -135,32 +137,41 @@ class Predictor:
                 continue
             try:
                 good.append((i, self.task.input_example(r.item, r.where)))
-            except DataError as err:
-                fail(i, str(err))
-        good, features = self._featurize_each(good, fail)
-        if good:
-            examples = [e for _, e in good]
-            rows = self.task.predictions(self._stream(features), examples, features)
-            for (i, _), row in zip(good, rows, strict=True):
+            except Exception as err:  # noqa: BLE001 (any bad input is that record's error)
+                fail(i, _message(err))
+        for (i, _), row in zip(good, self._split_rows(good, fail), strict=True):
+            if row is not None:
                 out[i] = {**_fields(chunk[i]), **row}
         return [row for row in out if row is not None]
 
-    def _featurize_each(
-        self, good: list[tuple[int, Any]], fail: Any
-    ) -> tuple[list[tuple[int, Any]], Any]:
-        """Features of the examples together; when that fails, of each alone, so that only the
-        examples that fail are reported."""
+    def _split_rows(self, good: list[tuple[int, Any]], fail: Any) -> list[Any]:
+        """Rows for ``(record number, example)`` pairs; when they fail together, each half is
+        tried alone, down to the single records that fail (None in their place)."""
         try:
-            return good, self._featurize([e for _, e in good], labelled=False) if good else None
-        except DataError:
-            kept = []
-            for i, e in good:
-                try:
-                    self._featurize([e], labelled=False)
-                    kept.append((i, e))
-                except DataError as err:
-                    fail(i, str(err))
-            return kept, self._featurize([e for _, e in kept], labelled=False) if kept else None
+            return self._rows([e for _, e in good])
+        except Exception as err:  # noqa: BLE001 (find the records that fail, predict the others)
+            if len(good) == 1:
+                fail(good[0][0], _message(err))
+                return [None]
+        half = len(good) // 2
+        return self._split_rows(good[:half], fail) + self._split_rows(good[half:], fail)
+
+    def _rows(self, examples: list[Any]) -> list[Any]:
+        """The task's predictions for ``examples`` (one row each)."""
+        if not examples:
+            return []
+        features = self._featurize(examples, labelled=False)
+        rows = self.task.predictions(self._stream(features), examples, features)
+        if len(rows) != len(examples):
+            raise RuntimeError(f"{len(rows)} predictions for {len(examples)} inputs")
+        return list(rows)
+
+
+def _message(err: Exception) -> str:
+    """A record's error as one line: a DataError's own message, else its type and text."""
+    if isinstance(err, DataError):
+        return str(err)
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
 
 
 def _id_of(item: Any) -> str | None:

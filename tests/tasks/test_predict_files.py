@@ -102,7 +102,7 @@ def test_cli_summary_exit_code_and_atomic_output(
         cli.main(["predict", str(run), "--input", str(path), "--output", str(out), "--strict"]) == 2
     )
     assert out.read_text() == "kept\n" and not list(tmp_path.glob(".out.jsonl*"))  # untouched
-    assert "in.txt:2: the target [] has no subwords" in capsys.readouterr().err
+    assert "in.txt:2: no target word (an empty <head>)" in capsys.readouterr().err
     path.write_text(good[0] + "\n")
     assert cli.main(["predict", str(run), "--input", str(path), "--output", str(out)]) == 0
 
@@ -137,7 +137,7 @@ def test_formats_keep_their_ids(
         == 1
     )
     first = json.loads(out.read_text().splitlines()[0])
-    assert first["id"] == ids[0] and "no subwords" in first["error"] and "where" in first
+    assert first["id"] == ids[0] and "empty <head>" in first["error"] and "where" in first
     # STREUSLE: one record per target, with its sentence id and token ids
     lex = FIXTURES / "streusle_dev.conllulex"
     rows = [json.loads(x) for x in predict("word_sense", lex).splitlines()]
@@ -228,3 +228,116 @@ def test_a_large_file_streams_in_bounded_memory(trained: dict[str, Path], tmp_pa
     assert (n_small, n_large) == (20_000, 200_000)
     print(f"peak RSS: {small} KiB for 20,000 lines, {large} KiB for 200,000")
     assert large - small < 60_000, (small, large)  # KiB: 10x the input, not 10x the memory
+
+
+def test_bad_records_of_structured_files_are_reported_in_place(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    """SQuAD, SemEval XML, CoNLL, CoNLL-U, STREUSLE, CSV, parallel text: a record that can't be
+    read is an error record in its place, and the others are predicted."""
+
+    def rows(task: str, path: Path) -> list[dict[str, Any]]:
+        return list(nlptune.Predictor.from_dir(trained[task]).stream_file(str(path)))
+
+    squad = json.loads((FIXTURES / "squad_v1_dev.json").read_text())
+    qas = [q for a in squad["data"] for p in a["paragraphs"] for q in p["qas"]]
+    qas[1]["question"] = ""  # unreadable
+    qas[2]["answers"] = [{"text": "not in the context", "answer_start": 0}]  # labels are ignored
+    bad = tmp_path / "squad.json"
+    bad.write_text(json.dumps(squad))
+    out = rows("extractive_qa", bad)
+    assert (
+        len(out) == len(qas) and "no question" in out[1]["error"] and out[1]["id"] == qas[1]["id"]
+    )
+    assert "error" not in out[2] and "error" not in out[0]
+
+    xml = (FIXTURES / "semeval" / "semeval-in.xml").read_text()
+    broken = xml.replace("<head>in</head>", "in", 1)  # an instance without <head>
+    (tmp_path / "s.xml").write_text(broken)
+    out = rows("word_sense", tmp_path / "s.xml")
+    assert len(out) == 40 and "no <head>" in out[0]["error"] and out[0]["id"] == "in.p.0"
+    assert all("error" not in r for r in out[1:])
+
+    conll = (FIXTURES / "ner_dev.conll").read_bytes().split(b"\n")
+    conll[3] = b"\xff\xfe " + conll[3]  # a bad byte in the first sentence
+    (tmp_path / "bad.conll").write_bytes(b"\n".join(conll))
+    expected = len(nlptune.Predictor.from_dir(trained["sequence_labelling"]).task.read(
+        str(FIXTURES / "ner_dev.conll"), labelled=False))  # fmt: skip
+    out = rows("sequence_labelling", tmp_path / "bad.conll")
+    assert len(out) == expected and "not UTF-8" in out[0]["error"]
+    assert all("error" not in r for r in out[1:])
+
+    conllu = (FIXTURES / "pos_dev.conllu").read_text().splitlines()
+    token = next(i for i, x in enumerate(conllu) if x and not x.startswith("#"))
+    conllu[token] = "1\tshort"  # not 10 fields
+    (tmp_path / "bad.conllu").write_text("\n".join(conllu) + "\n")
+    out = rows("sequence_labelling", tmp_path / "bad.conllu")
+    assert "10 TAB-separated fields" in out[0]["error"] and out[0]["id"]
+    assert all("error" not in r for r in out[1:])
+
+    lex = (FIXTURES / "streusle_dev.conllulex").read_text().splitlines()
+    token = next(i for i, x in enumerate(lex) if x and not x.startswith("#"))
+    lex[token] = "1\tshort"
+    (tmp_path / "bad.conllulex").write_text("\n".join(lex) + "\n")
+    out = rows("word_sense", tmp_path / "bad.conllulex")
+    assert "19 TAB-separated fields" in out[0]["error"]
+    assert all("error" not in r for r in out[1:])
+
+    (tmp_path / "t.tsv").write_text("sentence\tlabel\na good film\tpos\nx\ty\tz\nbad\tneg\n")
+    out = rows("text_classification", tmp_path / "t.tsv")
+    assert [("error" in r) for r in out] == [False, True, False]
+
+    (tmp_path / "p.en").write_text("a good film\n\nthe cast\n")
+    out = rows("text_to_text", tmp_path / "p")
+    assert [("error" in r) for r in out] == [False, True, False]
+    assert "p.en:2: empty line" in out[1]["error"]
+
+
+def test_conll_txt_inputs_and_json_lines_named_json(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run trained on CoNLL (data.format conll) reads a .txt input as CoNLL, as CoNLL-2003's
+    train.txt; a .json file of one object a line is JSON Lines."""
+    from nlptune.tasks.sequence_labelling import SequenceLabelling
+
+    as_txt = tmp_path / "test.txt"
+    as_txt.write_text((FIXTURES / "ner_dev.conll").read_text())
+    task = SequenceLabelling(max_length=32, format="conll", tag_column=3)
+    from nlptune.inputs import records
+
+    got = [r.item for r in records(task, str(as_txt))]
+    assert got and all(len(e.words) > 1 for e in got[:3])  # sentences, not lines
+    lines = tmp_path / "in.json"
+    lines.write_text(
+        json.dumps({"words": ["the", "film"]})
+        + "\n"
+        + json.dumps({"words": ["a"], "id": "x"})
+        + "\n"
+    )
+    out = list(nlptune.Predictor.from_dir(trained["sequence_labelling"]).stream_file(str(lines)))
+    assert [r["words"] for r in out] == [["the", "film"], ["a"]] and out[1]["id"] == "x"
+
+
+def test_odd_inputs_never_end_in_a_traceback(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        json.dumps({"words": ["a", "in"], "target": ["in"]}) + "\n" + "9" * 5000 + "\n"
+        + "[" * 100000 + "\n" + json.dumps({"words": ["a", "in"], "target": [1]}) + "\n"
+    )  # fmt: skip
+    out = list(nlptune.Predictor.from_dir(trained["word_sense"]).stream_file(str(path)))
+    assert [("error" in r) for r in out] == [True, True, True, False]
+    assert "list of word indices" in out[0]["error"]
+    run = str(trained["text_classification"])
+    text = tmp_path / "in.txt"
+    text.write_text("a film\n")
+    assert cli.main(["predict", run, "--input", str(text), "--output", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert cli.main(["predict", run, "--input", str(text), "--output", str(text)]) == 2
+    assert "is the input file" in capsys.readouterr().err and text.read_text() == "a film\n"
+    deep = tmp_path / "new" / "dir" / "out.jsonl"
+    assert cli.main(["predict", run, "--input", str(text), "--output", str(deep)]) == 0
+    assert deep.is_file()
+    with pytest.raises(ValueError, match="errors='records'"):
+        nlptune.Predictor.from_dir(run).predict(["a"], errors="records")

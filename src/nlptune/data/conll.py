@@ -8,23 +8,55 @@ token ranges (``1-2``) and empty nodes (``8.1``) are skipped, so words are the s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from nlptune.data.examples import TokenExample
+from nlptune.data.examples import BadRecord, TokenExample, guarded
 from nlptune.errors import DataError
 
 SCHEMES = ("iob1", "iob2", "bioes")
 
 
-def _lines(path: str) -> Iterator[tuple[int, str]]:
+def _lines(path: str, lenient: bool = False) -> Iterator[tuple[int, str, str]]:
+    """``(number, line, problem)`` for every line; a line that is not UTF-8 raises DataError,
+    or (``lenient``) comes with its message in ``problem`` (and the text ``#bad``)."""
     if not Path(path).is_file():
         raise DataError(f"data file not found: {path}")
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            for number, line in enumerate(f, 1):
-                yield number, line.rstrip("\r\n")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                problem = f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})"
+                if not lenient:
+                    raise DataError(problem) from None
+                yield number, "#bad", problem
+                continue
+            yield number, line.rstrip("\r\n"), ""
+
+
+class _Sentences:
+    """Collects sentences; with ``lenient`` (prediction), a sentence with a bad line becomes
+    one :class:`BadRecord` in its place instead of stopping the file."""
+
+    def __init__(self, path: str, lenient: bool) -> None:
+        self.path, self.lenient = path, lenient
+        self.out: list[Any] = []
+        self.problem = ""
+
+    def fail(self, message: str) -> None:
+        if not self.lenient:
+            raise DataError(message)
+        self.problem = self.problem or message
+
+    def end(self, start: int, make: Any, sent_id: str = "") -> None:
+        where = f"{self.path}:{start}"
+        if self.problem:
+            self.out.append(BadRecord(where, self.problem, sent_id))
+        else:
+            self.out.append(guarded(self.lenient, where, make, sent_id))
+        self.problem = ""
 
 
 def read_conll(
@@ -33,51 +65,61 @@ def read_conll(
     tag_column: int = -1,
     scheme: str = "iob2",
     labelled: bool = True,
-) -> list[TokenExample]:
+) -> list[Any]:
     """Sentences of a CoNLL column file, tags converted to IOB2 from ``scheme``. Columns are
     split by TAB when the line has one, else by white space; a blank (or white-space-only) line
-    ends a sentence."""
-    out: list[TokenExample] = []
+    ends a sentence. Unlabelled (prediction): a sentence with a bad line is a BadRecord."""
+    sentences = _Sentences(path, lenient=not labelled)
     words: list[str] = []
     tags: list[str] = []
     lines: list[int] = []
     start = 0
-    for number, line in [*_lines(path), (-1, "")]:
+    for number, line, problem in [*_lines(path, not labelled), (-1, "", "")]:
         fields = line.split("\t") if "\t" in line else line.split()
         if not line.strip() or fields[0] == "-DOCSTART-":  # WNUT-17 separates with a lone TAB
-            if words:
-                out.append(_sentence(path, words, tags, lines, scheme, labelled, start))
+            if words or sentences.problem:
+                make = partial(_sentence, path, words, tags, lines, scheme, labelled, start)
+                sentences.end(start or number, make)
             words, tags, lines = [], [], []
+            continue
+        if not words:
+            start = number
+        if problem:
+            sentences.fail(problem)
             continue
         try:
             word = fields[token_column]
             tag = fields[tag_column] if labelled else None
         except IndexError:
-            raise DataError(
+            sentences.fail(
                 f"{path}:{number}: {len(fields)} columns, but data.token_column={token_column} "
                 f"and data.tag_column={tag_column}"
-            ) from None
-        if not words:
-            start = number
+            )
+            continue
         words.append(word)
         lines.append(number)
         if tag is not None:
             tags.append(tag)
-    return out
+    return sentences.out
 
 
-def read_conllu(path: str, column: str = "upos", labelled: bool = True) -> list[TokenExample]:
-    """Sentences of a CoNLL-U file with the UPOS (column 4) or XPOS (column 5) tags."""
+def read_conllu(path: str, column: str = "upos", labelled: bool = True) -> list[Any]:
+    """Sentences of a CoNLL-U file with the UPOS (column 4) or XPOS (column 5) tags.
+    Unlabelled (prediction): a sentence with a bad line is a BadRecord."""
     index = {"upos": 3, "xpos": 4}[column]
-    out: list[TokenExample] = []
+    sentences = _Sentences(path, lenient=not labelled)
     words: list[str] = []
     tags: list[str] = []
     start, sent_id = 0, ""
-    for number, line in [*_lines(path), (-1, "")]:
+    for number, line, problem in [*_lines(path, not labelled), (-1, "", "")]:
+        if problem:
+            sentences.fail(problem)
+            continue
         if not line.strip():
-            if words:
+            if words or sentences.problem:
                 kept = tuple(tags) if labelled else None
-                out.append(TokenExample(tuple(words), kept, f"{path}:{start}", sent_id))
+                made = TokenExample(tuple(words), kept, f"{path}:{start}", sent_id)
+                sentences.end(start or number, lambda made=made: made, sent_id)
             words, tags, sent_id = [], [], ""
             continue
         if line.startswith("#"):
@@ -86,16 +128,17 @@ def read_conllu(path: str, column: str = "upos", labelled: bool = True) -> list[
             continue
         fields = line.split("\t")
         if len(fields) != 10:
-            raise DataError(
+            sentences.fail(
                 f"{path}:{number}: CoNLL-U lines have 10 TAB-separated fields, found {len(fields)}"
             )
+            continue
         if "-" in fields[0] or "." in fields[0]:  # multiword token range or empty node
             continue
         if not words:
             start = number
         words.append(fields[1])
         tags.append(fields[index])
-    return out
+    return sentences.out
 
 
 def _sentence(

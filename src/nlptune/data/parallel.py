@@ -12,7 +12,9 @@ import gzip
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from nlptune.data.examples import BadRecord
 from nlptune.errors import DataError
 
 
@@ -40,10 +42,9 @@ def _lines(path: Path) -> Iterator[str]:
         raise DataError(f"{path}: can't read the file: {err}") from None
 
 
-def read_parallel(
-    prefix: str, source_lang: str, target_lang: str | None
-) -> list[tuple[str, str | None, str]]:
-    """``(source, target, where)`` per line pair (target None without ``target_lang``)."""
+def read_parallel(prefix: str, source_lang: str, target_lang: str | None) -> list[Any]:
+    """``(source, target, where)`` per line pair (target None without ``target_lang``; then an
+    empty source line is a :class:`BadRecord` in its place)."""
     src = side_path(prefix, source_lang)
     sources = list(_lines(src))
     targets: list[str | None]
@@ -57,8 +58,11 @@ def read_parallel(
                 f"parallel data: {src} has {len(sources)} lines but {tgt} has {len(targets)}; "
                 "the files must be line-aligned"
             )
-    out: list[tuple[str, str | None, str]] = []
+    out: list[Any] = []
     for number, (s, t) in enumerate(zip(sources, targets, strict=True), 1):
+        if not s.strip() and target_lang is None:  # prediction: reported in its place
+            out.append(BadRecord(f"{src}:{number}", f"{src}:{number}: empty line"))
+            continue
         if not s.strip():
             raise DataError(f"{src}:{number}: empty line; remove it from both files")
         if t is not None and not t.strip():

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from nlptune.errors import DataError, did_you_mean
 
 csv.field_size_limit(sys.maxsize)
+ERROR = "\0error"  # the key of a lenient read's placeholder for a record it could not read
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class Table:
                 f"columns are: {', '.join(self.columns)}"
             )
         return column
+
+    def error(self, i: int) -> str | None:
+        """Why record ``i`` could not be read (a lenient read keeps such records in place)."""
+        value = self.rows[i].get(ERROR)
+        return None if value is None else str(value)
 
     def column(self, column: str | int) -> list[Any]:
         key = self.key(column)
@@ -83,6 +89,7 @@ def read_table(
     header: bool | None = None,
     quoting: str = "auto",
     hf_subset: str | None = None,
+    lenient: bool = False,
 ) -> Table:
     """Read ``path`` into a :class:`Table`.
 
@@ -93,6 +100,8 @@ def read_table(
         header: whether a CSV/TSV file starts with a header (None: decide from ``columns``).
         quoting: ``none`` (GLUE-style TSV), ``minimal`` (RFC 4180 CSV) or ``auto``.
         hf_subset: configuration name for a hub dataset.
+        lenient: keep a malformed CSV/TSV row or JSON line in place as a placeholder (see
+            :meth:`Table.error`) instead of raising (prediction input).
     """
     kind = detect_format(path, fmt)
     if kind not in ("csv", "tsv", "jsonl", "hf"):
@@ -104,15 +113,15 @@ def read_table(
     if not Path(path).is_file():
         raise DataError(f"data file not found: {path}")
     if kind == "jsonl":
-        return _read_jsonl(path)
+        return _read_jsonl(path, lenient)
     if header is None:
         header = any(isinstance(c, str) for c in columns)
     if quoting == "auto":
         quoting = "none" if kind == "tsv" else "minimal"
-    return _read_csv(path, "\t" if kind == "tsv" else ",", header, quoting)
+    return _read_csv(path, "\t" if kind == "tsv" else ",", header, quoting, lenient)
 
 
-def _read_csv(path: str, delimiter: str, header: bool, quoting: str) -> Table:
+def _read_csv(path: str, delimiter: str, header: bool, quoting: str, lenient: bool) -> Table:
     mode: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
@@ -131,11 +140,15 @@ def _read_csv(path: str, delimiter: str, header: bool, quoting: str) -> Table:
                         continue
                     names = [str(i) for i in range(len(record))]
                 if len(record) != len(names):
-                    raise DataError(
+                    problem = (
                         f"{path}:{line}: expected {len(names)} fields, found {len(record)} "
                         f"(delimiter {delimiter!r}; set data.quoting if fields hold quotes)"
                     )
-                rows.append(dict(zip(names, record, strict=True)))
+                    if not lenient:
+                        raise DataError(problem)
+                    rows.append({ERROR: problem})
+                else:
+                    rows.append(dict(zip(names, record, strict=True)))
                 lines.append(line)
         except csv.Error as err:
             raise DataError(f"{path}:{reader.line_num}: malformed row: {err}") from None
@@ -144,7 +157,7 @@ def _read_csv(path: str, delimiter: str, header: bool, quoting: str) -> Table:
     return Table(path, names or [], rows, lines)
 
 
-def _read_jsonl(path: str) -> Table:
+def _read_jsonl(path: str, lenient: bool = False) -> Table:
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     names: dict[str, None] = {}
@@ -154,13 +167,21 @@ def _read_jsonl(path: str) -> Table:
                 continue
             try:
                 row = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{number}: not valid JSON: {err.msg}") from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"{path}:{number}: expected a JSON object, got {type(row).__name__}"
+                problem = (
+                    None
+                    if isinstance(row, dict)
+                    else f"expected a JSON object, got {type(row).__name__}"
                 )
-            names.update(dict.fromkeys(row))
+            except json.JSONDecodeError as err:
+                problem = f"not valid JSON: {err.msg}"
+            except (ValueError, RecursionError) as err:
+                problem = f"not valid JSON: {type(err).__name__}"
+            if problem is not None:
+                if not lenient:
+                    raise DataError(f"{path}:{number}: {problem}") from None
+                row = {ERROR: f"{path}:{number}: {problem}"}
+            else:
+                names.update(dict.fromkeys(row))
             rows.append(row)
             lines.append(number)
     return Table(path, list(names), rows, lines)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from nlptune.data.readers import read_table
+from nlptune.data.examples import guarded
+from nlptune.data.readers import ERROR, read_table
 from nlptune.errors import DataError
 
 
@@ -30,8 +32,11 @@ class QAExample:
     where: str = ""
 
 
-def read_squad(path: str, fmt: str = "auto", *, nearest: bool = False) -> list[QAExample]:
-    """Read nested SQuAD JSON or flat rows into :class:`QAExample`s."""
+def read_squad(
+    path: str, fmt: str = "auto", *, nearest: bool = False, labelled: bool = True
+) -> list[Any]:
+    """Read nested SQuAD JSON or flat rows into :class:`QAExample`s. Unlabelled (prediction):
+    answers are ignored and a question that can't be read is a :class:`BadRecord` in its place."""
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".json":
         try:
@@ -39,52 +44,65 @@ def read_squad(path: str, fmt: str = "auto", *, nearest: bool = False) -> list[Q
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
         if isinstance(doc, dict) and "data" in doc:
-            return _nested(doc["data"], path, nearest)
+            return _nested(doc["data"], path, nearest, labelled)
     flat = "jsonl" if p.is_file() else "auto"  # rows of a SQuAD-like table
-    table = read_table(path, flat if fmt in ("auto", "squad") else fmt)
-    return [_flat(row, table.where(i), path, nearest) for i, row in enumerate(table.rows)]
+    table = read_table(path, flat if fmt in ("auto", "squad") else fmt, lenient=not labelled)
+    return [_flat(row, table.where(i), nearest, labelled) for i, row in enumerate(table.rows)]
 
 
-def _nested(data: list[dict[str, Any]], path: str, nearest: bool) -> list[QAExample]:
-    out: list[QAExample] = []
-    for article in data:
-        for paragraph in article.get("paragraphs", []):
-            context = paragraph.get("context")
-            for qa in paragraph.get("qas", []):
-                qid = str(qa.get("id", len(out)))
+def _nested(data: Any, path: str, nearest: bool, labelled: bool) -> list[Any]:
+    out: list[Any] = []
+    if not isinstance(data, list):
+        raise DataError(f"{path}: 'data' must be a list of articles, got {type(data).__name__}")
+    for n, article in enumerate(data, 1):
+        paragraphs = article.get("paragraphs", []) if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list) or not all(isinstance(x, dict) for x in paragraphs):
+            raise DataError(f"{path}: article {n} needs a list of paragraph objects")
+        for paragraph in paragraphs:
+            context, qas = paragraph.get("context"), paragraph.get("qas", [])
+            if not isinstance(qas, list):
+                raise DataError(f"{path}: article {n}: 'qas' must be a list of questions")
+            for qa in qas:
+                qid = str(qa.get("id", len(out))) if isinstance(qa, dict) else str(len(out))
                 where = f"{path} question {qid}"
-                answers = [(a.get("text"), a.get("answer_start")) for a in qa.get("answers", [])]
-                out.append(
-                    _example(
-                        qid,
-                        qa.get("question"),
-                        context,
-                        answers,
-                        bool(qa.get("is_impossible", False)),
-                        where,
-                        nearest,
-                    )
-                )
+                make = partial(_question, qa, qid, context, where, nearest, labelled)
+                out.append(guarded(not labelled, where, make, qid))
     return out
 
 
-def _flat(row: dict[str, Any], where: str, path: str, nearest: bool) -> QAExample:
+def _question(
+    qa: Any, qid: str, context: Any, where: str, nearest: bool, labelled: bool
+) -> QAExample:
+    if not isinstance(qa, dict):
+        raise DataError(f"{where}: a question must be a JSON object, got {type(qa).__name__}")
+    answers = qa.get("answers", []) if labelled else []
+    if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+        raise DataError(f"{where}: 'answers' must be a list of {{text, answer_start}} objects")
+    pairs = [(a.get("text"), a.get("answer_start")) for a in answers]
+    impossible = bool(qa.get("is_impossible", False))
+    return _example(qid, qa.get("question"), context, pairs, impossible, where, nearest)
+
+
+def _flat(row: dict[str, Any], where: str, nearest: bool, labelled: bool) -> Any:
     qid = str(row.get("id", where))
-    answers = row.get("answers") or []
-    if isinstance(answers, dict):
-        pairs = list(zip(answers.get("text", []), answers.get("answer_start", []), strict=False))
-    else:
-        pairs = [(a.get("text"), a.get("answer_start")) for a in answers]
-    impossible = bool(row.get("is_impossible", not pairs and "answers" in row))
-    return _example(
-        qid,
-        row.get("question"),
-        row.get("context"),
-        pairs,
-        impossible,
-        f"{where} (question {qid})",
-        nearest,
-    )
+    place = f"{where} (question {qid})"
+
+    def make() -> QAExample:
+        if ERROR in row:  # a line a lenient read could not parse
+            raise DataError(str(row[ERROR]))
+        answers = (row.get("answers") or []) if labelled else []
+        if isinstance(answers, dict):
+            texts, starts = answers.get("text", []), answers.get("answer_start", [])
+            pairs = list(zip(texts, starts, strict=False))
+        elif isinstance(answers, list) and all(isinstance(a, dict) for a in answers):
+            pairs = [(a.get("text"), a.get("answer_start")) for a in answers]
+        else:
+            raise DataError(f"{place}: 'answers' must be a list of {{text, answer_start}}")
+        impossible = bool(row.get("is_impossible", not pairs and "answers" in row))
+        question, context = row.get("question"), row.get("context")
+        return _example(qid, question, context, pairs, impossible, place, nearest)
+
+    return guarded(not labelled, place, make, str(row["id"]) if "id" in row else "")
 
 
 def _example(

@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+from nlptune.data.examples import BadRecord, guarded
 from nlptune.errors import DataError
 
 logger = logging.getLogger("nlptune")
@@ -32,26 +35,39 @@ class SenseExample:
     token_ids: tuple[str, ...] = ()  # STREUSLE: the target's token ids (CoNLL-U column 1)
 
 
-def read_streusle(path: str) -> list[SenseExample]:
+def read_streusle(path: str, lenient: bool = False) -> list[Any]:
     """Targets are strong lexical expressions with a ``p.`` supersense; the label is the scene
-    role, or ``role|function`` where the function differs (``p.Circumstance|p.Locus``)."""
+    role, or ``role|function`` where the function differs (``p.Circumstance|p.Locus``).
+    ``lenient`` (prediction): a sentence that can't be read is one :class:`BadRecord`."""
     if not Path(path).is_file():
         raise DataError(f"data file not found: {path}")
-    out: list[SenseExample] = []
+    out: list[Any] = []
     rows: list[tuple[int, list[str]]] = []
-    sent_id = ""
-    with open(path, encoding="utf-8") as f:
-        for number, line in [*enumerate(f, 1), (-1, "")]:
-            line = line.rstrip("\n")
+    sent_id, problem = "", ""
+    with open(path, "rb") as f:
+        for number, raw in [*enumerate(f, 1), (-1, b"")]:
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                problem = f"{path}:{number}: not UTF-8 text ({err.reason})"
+                if not lenient:
+                    raise DataError(problem) from None
+                line = "#"  # keeps the sentence together; it is reported as a whole
             if line.strip():
                 if line.startswith("# sent_id"):
                     sent_id = line.partition("=")[2].strip()
                 elif not line.startswith("#"):
                     rows.append((number, line.split("\t")))
                 continue
-            if rows:
-                out.extend(_streusle_sentence(path, rows, sent_id))
-            rows, sent_id = [], ""
+            if rows or problem:
+                where = f"{path}:{rows[0][0] if rows else number}"
+                if problem:
+                    out.append(BadRecord(where, problem, sent_id))
+                else:
+                    make = partial(_streusle_sentence, path, rows, sent_id)
+                    found = guarded(lenient, where, make, sent_id)
+                    out.extend([found] if isinstance(found, BadRecord) else found)
+            rows, sent_id, problem = [], "", ""
     return out
 
 
@@ -98,11 +114,11 @@ def _streusle_sentence(
     return out
 
 
-def read_semeval(path: str, keep_empty: bool = False) -> list[SenseExample]:
+def read_semeval(path: str, keep_empty: bool = False) -> list[Any]:
     """Instances of one lexical-sample XML file, or of every ``*.xml`` file in a folder. Sense
     ids are numbered per lemma, so labels are ``lemma:senseid`` (``about:3(2)-1``). An instance
-    with an empty ``<head>`` is skipped with a warning, or kept (``keep_empty``: prediction
-    reports it in its place)."""
+    with an empty ``<head>`` is skipped with a warning; for prediction (``keep_empty``) it is
+    kept, and an instance that can't be read is a :class:`BadRecord`, both reported in place."""
     p = Path(path)
     if p.is_dir():
         files = sorted(p.glob("*.xml"))
@@ -120,8 +136,10 @@ def read_semeval(path: str, keep_empty: bool = False) -> list[SenseExample]:
     for lexelt in lexelts:
         lemma = lexelt.get("item", "").lower()
         for inst in lexelt.iter("instance"):
-            example = _semeval_instance(path, inst, lemma)
-            if example.target or keep_empty:
+            where = f"{path} instance {inst.get('id')}"
+            make = partial(_semeval_instance, path, inst, lemma)
+            example = guarded(keep_empty, where, make, inst.get("id") or "")
+            if isinstance(example, BadRecord) or example.target or keep_empty:
                 out.append(example)
             else:  # the released training data has a few empty <head></head> elements
                 logger.warning("%s: empty <head>, instance skipped", example.where)

@@ -98,12 +98,12 @@ class ExtractiveQA:
 
     # -- data -----------------------------------------------------------------------------------
     def read(self, path: str, labelled: bool = True) -> list[QAExample]:
-        examples = read_squad(path, self.format, nearest=self.nearest_answer)
+        examples = read_squad(path, self.format, nearest=self.nearest_answer, labelled=labelled)
         if not examples:
             raise DataError(f"{path}: no questions")
         if labelled:
             for e in examples:
-                if not e.answers and not e.is_impossible:
+                if not e.answers and not e.is_impossible:  # (unlabelled: BadRecords stay)
                     raise DataError(f"{e.where}: no answers and not marked is_impossible")
         return examples
 

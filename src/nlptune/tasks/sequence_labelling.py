@@ -101,10 +101,14 @@ class SequenceLabelling:
         return True
 
     # -- data -----------------------------------------------------------------------------------
-    def read(self, path: str, labelled: bool = True) -> list[TokenExample]:
-        fmt = self.format
-        if fmt == "auto":
-            fmt = "conllu" if Path(path).suffix.lower() == ".conllu" else "conll"
+    def file_format(self, path: str) -> str:
+        """``conll`` or ``conllu``: how :meth:`read` reads ``path``."""
+        if self.format != "auto":
+            return self.format
+        return "conllu" if Path(path).suffix.lower() == ".conllu" else "conll"
+
+    def read(self, path: str, labelled: bool = True) -> list[Any]:
+        fmt = self.file_format(path)
         if fmt == "conllu":
             examples = read_conllu(path, self.conllu_column, labelled)
         elif fmt == "conll":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -16,7 +17,7 @@ from pydantic import Field
 
 from nlptune.backbones.base import Export, TextEncoder
 from nlptune.config import TaskConfig
-from nlptune.data.examples import TextExample
+from nlptune.data.examples import TextExample, guarded
 from nlptune.data.features import Features, collect, sequence_lengths
 from nlptune.data.readers import Table, read_table
 from nlptune.errors import ConfigError, DataError
@@ -86,7 +87,7 @@ class Columns:
     hf_subset: str | None = None
 
 
-def _read_examples(path: str, data: Columns, pair: bool, labelled: bool) -> list[TextExample]:
+def _read_examples(path: str, data: Columns, pair: bool, labelled: bool) -> list[Any]:
     columns: list[str | int] = [data.text]
     if pair:
         if data.text_pair is None:
@@ -100,9 +101,21 @@ def _read_examples(path: str, data: Columns, pair: bool, labelled: bool) -> list
         header=data.header,
         quoting=data.quoting,
         hf_subset=data.hf_subset,
+        lenient=not labelled,
     )
     if not table.rows:
         raise DataError(f"{path}: no examples")
+    if not labelled:  # prediction: a row that can't be read is a BadRecord in its place
+        firsts, other = table.column(data.text), data.text_pair
+        seconds = table.column(other) if pair and other is not None else None
+
+        def row(i: int) -> TextExample:
+            if table.error(i):
+                raise DataError(str(table.error(i)))
+            second = _text(seconds[i], table, i, other) if seconds and other is not None else None
+            return TextExample(_text(firsts[i], table, i, data.text), second, None, table.where(i))
+
+        return [guarded(True, table.where(i), partial(row, i)) for i in range(len(firsts))]
     texts = [_text(v, table, i, data.text) for i, v in enumerate(table.column(data.text))]
     pairs: list[str | None] = (
         [_text(v, table, i, data.text_pair) for i, v in enumerate(table.column(data.text_pair))]
@@ -219,7 +232,7 @@ class TextClassification:
         return self.main_metric != "mse"
 
     # -- data -----------------------------------------------------------------------------------
-    def read(self, path: str, labelled: bool = True) -> list[TextExample]:
+    def read(self, path: str, labelled: bool = True) -> list[Any]:
         return _read_examples(path, self.data, self.pair, labelled)
 
     def fit(self, train: Sequence[TextExample]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -22,6 +23,7 @@ from pydantic import Field
 
 from nlptune.backbones.base import Export
 from nlptune.config import TaskConfig
+from nlptune.data.examples import BadRecord, guarded
 from nlptune.data.features import Features, sequence_lengths
 from nlptune.data.parallel import read_parallel
 from nlptune.data.readers import read_table
@@ -179,21 +181,23 @@ class TextToText:
         self.text = text
 
     # -- data -----------------------------------------------------------------------------------
-    def read(self, path: str, labelled: bool = True) -> list[Seq2SeqExample]:
+    def read(self, path: str, labelled: bool = True) -> list[Any]:
         d = self.data
         if d.source_lang is not None:
             rows = read_parallel(path, d.source_lang, d.target_lang if labelled else None)
-            return [Seq2SeqExample(s, t, where) for s, t, where in rows]
+            return [r if isinstance(r, BadRecord) else Seq2SeqExample(*r) for r in rows]
         if _is_squad(path, d.format):
             return [
-                Seq2SeqExample(
+                q
+                if isinstance(q, BadRecord)
+                else Seq2SeqExample(
                     qa_source(q.question, q.context),
                     q.answers[0][0] if q.answers else "",
                     q.where,
                     tuple(a for a, _ in q.answers),
                     q.id,
                 )
-                for q in read_squad(path, "auto", nearest=True)
+                for q in read_squad(path, "auto", nearest=True, labelled=labelled)
             ]
         columns = [d.text, d.target] if labelled else [d.text]
         table = read_table(
@@ -203,6 +207,7 @@ class TextToText:
             header=d.header,
             quoting=d.quoting,
             hf_subset=d.hf_subset,
+            lenient=not labelled,
         )
         if not table.rows:
             raise DataError(f"{path}: no examples")
@@ -210,18 +215,26 @@ class TextToText:
         targets = table.column(d.target) if labelled else [None] * len(sources)
         out = []
         for i, (s, t) in enumerate(zip(sources, targets, strict=True)):
-            for column, value in ((d.text, s), (d.target, t)):
-                if isinstance(value, (list, dict)):
-                    raise DataError(
-                        f"{table.where(i)}: column '{column}' holds a {type(value).__name__}, "
-                        "not a text"
-                    )
-            if s is None or not str(s).strip():
-                raise DataError(f"{table.where(i)}: column '{d.text}' is empty")
-            if labelled and (t is None or not str(t).strip()):
-                raise DataError(f"{table.where(i)}: no target in column '{d.target}'")
-            out.append(Seq2SeqExample(str(s), None if t is None else str(t), table.where(i)))
+            make = partial(self._row, s, t, table.where(i), labelled, table.error(i))
+            out.append(guarded(not labelled, table.where(i), make))
         return out
+
+    def _row(
+        self, s: Any, t: Any, where: str, labelled: bool, error: str | None = None
+    ) -> Seq2SeqExample:
+        if error:
+            raise DataError(error)
+        d = self.data
+        for column, value in ((d.text, s), (d.target, t)):
+            if isinstance(value, (list, dict)):
+                raise DataError(
+                    f"{where}: column '{column}' holds a {type(value).__name__}, not a text"
+                )
+        if s is None or not str(s).strip():
+            raise DataError(f"{where}: column '{d.text}' is empty")
+        if labelled and (t is None or not str(t).strip()):
+            raise DataError(f"{where}: no target in column '{d.target}'")
+        return Seq2SeqExample(str(s), None if t is None else str(t), where)
 
     def fit(self, train: Sequence[Seq2SeqExample]) -> None:
         """Nothing to fit: the vocabulary is the model's."""

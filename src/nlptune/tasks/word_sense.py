@@ -77,7 +77,7 @@ class WordSense:
         return True
 
     # -- data -----------------------------------------------------------------------------------
-    def read(self, path: str, labelled: bool = True) -> list[SenseExample]:
+    def read(self, path: str, labelled: bool = True) -> list[Any]:
         fmt = self.format
         suffix = Path(path).suffix.lower()
         if fmt == "auto":
@@ -87,7 +87,7 @@ class WordSense:
                 else ("semeval" if suffix == ".xml" or Path(path).is_dir() else "jsonl")
             )
         if fmt == "streusle":
-            examples = read_streusle(path)
+            examples = read_streusle(path, lenient=not labelled)
         elif fmt == "semeval":
             examples = read_semeval(path, keep_empty=not labelled)
         elif fmt == "jsonl":
@@ -160,6 +160,8 @@ class WordSense:
             tokens = [t for p in pieces for t in p]
             target = set(e.target)
             mask = [int(w in target) for w, p in enumerate(pieces) for _ in p]
+            if not e.target:  # SemEval's <head></head>
+                raise DataError(f"{e.where}: no target word (an empty <head>)")
             if not any(mask):  # a target word with no subwords
                 raise DataError(
                     f"{e.where}: the target {[e.words[i] for i in e.target]} has "
@@ -245,7 +247,12 @@ class WordSense:
             return SenseExample(tokens, span, head.strip().lower(), None, where)
         if isinstance(item, dict) and isinstance(item.get("words"), list) and item.get("target"):
             words = tuple(str(w) for w in item["words"])
-            target = tuple(int(i) for i in item["target"])
+            raw = item["target"]
+            if not isinstance(raw, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in raw
+            ):
+                raise DataError(f"{where}: target must be a list of word indices, got {raw!r}")
+            target = tuple(raw)
             if not all(0 <= i < len(words) for i in target):
                 raise DataError(f"{where}: target {list(target)} is outside the {len(words)} words")
             lemma = str(item.get("lemma") or " ".join(words[i] for i in target)).lower()
