@@ -110,13 +110,47 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--minilm-lines", type=int, default=10_000)
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "predict_files.json"))
+    parser.add_argument("--cases", default="semeval,large_file,minilm")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="nlptune-bench-predict-"))
     results: dict[str, Any] = {}
 
-    # 1. SemEval through the XML reader
+    out = Path(args.out)
+    if out.is_file():  # cases not run this time keep their last results
+        results.update(json.loads(out.read_text()))
+    cases = args.cases.split(",")
+    if "semeval" in cases:
+        results["semeval"] = semeval_case(args, work, tmp)
+        print("semeval:", results["semeval"], flush=True)
+    sentences = [
+        line.split("\t")[0]
+        for line in (DATA / "sst2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    ]
+    models = {
+        "large_file": lambda: (tiny(work), args.lines, 1024),
+        "minilm": lambda: (sst2_model(work), args.minilm_lines, 64),
+    }
+    for name in ("large_file", "minilm"):
+        if name not in cases:
+            continue
+        model, lines, batch = models[name]()
+        path = tmp / f"{name}.txt"
+        path.write_text("\n".join(itertools.islice(itertools.cycle(sentences), lines)) + "\n")
+        results[name] = {
+            mode: predict(model, path, mode, batch, tmp / f"{name}-{mode}.jsonl")
+            for mode in ("stream", "one_piece")
+        }
+        results[name]["lines"] = lines
+        s, o = results[name]["stream"], results[name]["one_piece"]
+        results[name]["speed_ratio"] = round(s["lines_per_s"] / o["lines_per_s"], 3)
+        print(name, results[name], flush=True)
+    report(results, out)
+
+
+def semeval_case(args: argparse.Namespace, work: Path, tmp: Path) -> dict[str, Any]:
+    """SemEval-2007 through the XML reader, ids kept, key file written."""
     semeval = train(
         "configs/word_sense/minilm_semeval.yaml",
         [f"trainer.max_steps={args.semeval_steps}", "trainer.eval_samples=200"],
@@ -131,7 +165,7 @@ def main() -> None:
     rows = predict(semeval, Path(args.semeval_input), "stream", 64, tmp / "semeval.jsonl")
     with open(tmp / "semeval.jsonl") as f:
         ids = sum(1 for line in f if json.loads(line).get("id"))
-    results["semeval"] = {
+    return {
         "input": args.semeval_input,
         "records": rows["rows"],
         "failed": rows["failed"],
@@ -141,38 +175,25 @@ def main() -> None:
         "cli_seconds": round(cli_seconds, 1),
         "lines_per_s": rows["lines_per_s"],
     }
-    print("semeval:", results["semeval"], flush=True)
 
-    # 2 and 3: a large file, streamed and in one piece
-    sentences = [
-        line.split("\t")[0]
-        for line in (DATA / "sst2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    ]
-    sst2 = train(
+
+def sst2_model(work: Path) -> Path:
+    return train(
         "configs/text_classification/minilm_full.yaml",
         ["trainer.max_steps=30", "data.dev=null"],
         work / "sst2",
     )
-    tiny = train(
+
+
+def tiny(work: Path) -> Path:
+    return train(
         "configs/text_classification/minilm_full.yaml",
         ["trainer.max_steps=2", "data.dev=null", f"backbone.path={tiny_bert(work)}"],
         work / "sst2-tiny",
     )
-    for name, model, lines, batch in (
-        ("large_file", tiny, args.lines, 1024),
-        ("minilm", sst2, args.minilm_lines, 64),
-    ):
-        path = tmp / f"{name}.txt"
-        path.write_text("\n".join(itertools.islice(itertools.cycle(sentences), lines)) + "\n")
-        results[name] = {
-            mode: predict(model, path, mode, batch, tmp / f"{name}-{mode}.jsonl")
-            for mode in ("stream", "one_piece")
-        }
-        results[name]["lines"] = lines
-        s, o = results[name]["stream"], results[name]["one_piece"]
-        results[name]["speed_ratio"] = round(s["lines_per_s"] / o["lines_per_s"], 3)
-        print(name, results[name], flush=True)
 
+
+def report(results: dict[str, Any], out: Path) -> None:
     print(f"\n{'case':12} {'mode':10} {'lines':>8} {'lines/s':>9} {'peak RSS MB':>12}")
     for name in ("large_file", "minilm"):
         for mode in ("stream", "one_piece"):
@@ -182,7 +203,6 @@ def main() -> None:
     sem = results["semeval"]
     print(f"semeval: {sem['records']} records, {sem['failed']} failed, {sem['with_id']} with ids, "
           f"{sem['key_lines']} key lines")  # fmt: skip
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")

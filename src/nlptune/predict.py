@@ -99,7 +99,9 @@ class Predictor:
         trains on (CSV/TSV, CoNLL/CoNLL-U, SemEval XML, STREUSLE, SQuAD JSON, parallel text),
         ids kept. A record that can't be predicted gives ``{"error", "line" or "where", "id"}``
         in its place (``strict``: a DataError instead). Memory stays bounded by ``buffer``
-        records for line-based files."""
+        records (at least 32 batches) for line-based files."""
+        # batches are sorted within a buffer: a large batch needs a large buffer to stay tight
+        buffer = max(buffer, 32 * self.batch_size)
         return self.predict_records(records(self.task, path), strict=strict, buffer=buffer)
 
     def predict_records(
