@@ -10,15 +10,17 @@ JSON, parallel text; the examples keep their ids (question ids, instance ids, se
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nlptune.data.examples import BadRecord
+from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError
 
-STRUCTURED = ("conll", "conllu", "streusle", "semeval", "squad")
+logger = logging.getLogger("nlptune")
 
 
 @dataclass
@@ -43,22 +45,50 @@ def records(task: Any, path: str) -> Iterator[Record]:
     ):  # a parallel-text prefix (``test`` for ``test.en``) is fine
         raise DataError(f"input file not found: {path}")
     suffix = source.suffix.lower()
-    # a run trained on a structured format reads it in .txt files too (CoNLL-2003's train.txt)
-    structured = getattr(task, "format", "auto") in STRUCTURED
-    if source.is_file() and suffix in (".txt", "") and not structured:
+    if source.is_file() and suffix in (".txt", "") and not _conll_txt(task, source):
         return _text_lines(task, source)
     if source.is_file() and (suffix in (".jsonl", ".ndjson") or _json_lines_file(source)):
         return _json_lines(source)
     return _examples(task, path)
 
 
+def _conll_txt(task: Any, source: Path) -> bool:
+    """Whether a ``.txt`` input is CoNLL (CoNLL-2003's files are ``.txt``): the run trained on
+    ``data.format`` conll/conllu and the file looks like it (a ``-DOCSTART-`` line, or blank
+    lines between groups of lines with one steady column count); else one input a line."""
+    if getattr(task, "format", "auto") not in ("conll", "conllu"):
+        return False
+    counts: list[int] = []
+    blank = False
+    for _, line, _ in decoded_lines(source):
+        if line.startswith("-DOCSTART-"):
+            return _said(source, True)
+        if not line.strip():
+            blank = blank or bool(counts)
+            continue
+        counts.append(len(line.split("\t") if "\t" in line else line.split()))
+        if len(counts) >= 200:
+            break
+    steady = bool(counts) and max(counts) == min(counts) and counts[0] > 1
+    return _said(source, blank and steady)
+
+
+def _said(source: Path, conll: bool) -> bool:
+    how = "as CoNLL (the run's data.format)" if conll else "as one sentence a line"
+    logger.info("reading %s %s", source, how)
+    return conll
+
+
 def _json_lines_file(source: Path) -> bool:
     """A ``.json`` file of one object a line (not one document, such as SQuAD's)."""
     if source.suffix.lower() != ".json":
         return False
-    with open(source, "rb") as f:
-        head = f.read(4096).decode("utf-8", "replace").lstrip("\ufeff").lstrip()
-    first = head.splitlines()[0] if head else ""
+    first = ""
+    with open(source, encoding="utf-8-sig", errors="replace") as f:
+        for line in f:  # the first non-blank line, whole
+            if line.strip():
+                first = line
+                break
     try:
         value = json.loads(first)
     except (ValueError, RecursionError):
@@ -69,14 +99,8 @@ def _json_lines_file(source: Path) -> bool:
 def _decoded(source: Path) -> Iterator[tuple[int, str | None, str | None]]:
     """``(number, line, error)`` for every line, decoded on its own (a bad byte is that
     line's error, not the file's)."""
-    with open(source, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                yield number, None, f"not UTF-8 text ({err.reason} at byte {err.start})"
-                continue
-            yield number, text.rstrip("\r\n"), None
+    for number, line, problem in decoded_lines(source):
+        yield number, (None if problem else line), (problem.split(": ", 1)[-1] or None)
 
 
 def _text_lines(task: Any, source: Path) -> Iterator[Record]:

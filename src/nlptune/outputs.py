@@ -63,10 +63,10 @@ class Writer:
         self.rows += 1
         if self.fmt == "jsonl":
             self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        elif self.fmt == "squad":  # keyed by question id, else by record number
+        elif self.fmt == "squad":  # keyed by question id, else "record-N"
             if "error" not in row:
                 answer = row.get("answer", row.get("generated_text", ""))
-                self.answers[str(row.get("id", self.rows))] = str(answer)
+                self.answers[str(row.get("id") or f"record-{self.rows}")] = str(answer)
         elif self.fmt == "semeval":
             if "error" not in row and row.get("id"):
                 label = str(row["label"])

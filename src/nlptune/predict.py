@@ -11,6 +11,7 @@ import torch
 
 from nlptune import build
 from nlptune.config import RunConfig
+from nlptune.data.examples import BadRecord
 from nlptune.errors import DataError
 from nlptune.inputs import Record, records
 from nlptune.tasks.base import Task
@@ -134,6 +135,8 @@ class Predictor:
 
         good: list[tuple[int, Any]] = []
         for i, r in enumerate(chunk):
+            if isinstance(r.item, BadRecord):  # from a reader of unlabelled input
+                r.error, r.id = r.item.error, r.id or r.item.id or None
             if r.error is not None:
                 fail(i, r.error)
                 continue
@@ -141,22 +144,40 @@ class Predictor:
                 good.append((i, self.task.input_example(r.item, r.where)))
             except Exception as err:  # noqa: BLE001 (any bad input is that record's error)
                 fail(i, _message(err))
-        for (i, _), row in zip(good, self._split_rows(good, fail), strict=True):
+        failed: list[tuple[int, Exception]] = []
+        rows = self._split_rows(good, failed, [False])
+        for i, problem in failed:
+            if strict and not isinstance(problem, DataError):
+                raise problem
+            fail(i, _message(problem))
+        for (i, _), row in zip(good, rows, strict=True):
             if row is not None:
                 out[i] = {**_fields(chunk[i]), **row}
         return [row for row in out if row is not None]
 
-    def _split_rows(self, good: list[tuple[int, Any]], fail: Any) -> list[Any]:
+    def _split_rows(
+        self, good: list[tuple[int, Any]], failed: list[tuple[int, Exception]], any_ok: list[bool]
+    ) -> list[Any]:
         """Rows for ``(record number, example)`` pairs; when they fail together, each half is
-        tried alone, down to the single records that fail (None in their place)."""
+        tried alone, down to the single records that fail (None in their place, and their
+        error in ``failed``). When the first 16 records tried alone all fail alike with an
+        error that is not a DataError, and none has worked, the fault is not in the records:
+        it is raised (a bug; exit 3)."""
         try:
-            return self._rows([e for _, e in good])
+            rows = self._rows([e for _, e in good])
+            any_ok[0] = True
+            return rows
         except Exception as err:  # noqa: BLE001 (find the records that fail, predict the others)
             if len(good) == 1:
-                fail(good[0][0], _message(err))
+                failed.append((good[0][0], err))
+                alike = len({type(e) for _, e in failed}) == 1
+                bug = not isinstance(err, DataError)
+                if len(failed) >= 16 and not any_ok[0] and alike and bug:
+                    raise
                 return [None]
         half = len(good) // 2
-        return self._split_rows(good[:half], fail) + self._split_rows(good[half:], fail)
+        first = self._split_rows(good[:half], failed, any_ok)
+        return first + self._split_rows(good[half:], failed, any_ok)
 
     def _rows(self, examples: list[Any]) -> list[Any]:
         """The task's predictions for ``examples`` (one row each)."""

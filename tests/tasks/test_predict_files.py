@@ -341,3 +341,62 @@ def test_odd_inputs_never_end_in_a_traceback(
     assert deep.is_file()
     with pytest.raises(ValueError, match="errors='records'"):
         nlptune.Predictor.from_dir(run).predict(["a"], errors="records")
+
+
+def test_inputs_are_read_the_way_they_are_written(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nlptune.data.conll import read_conll, read_conllu
+    from nlptune.inputs import records
+    from nlptune.tasks.sequence_labelling import SequenceLabelling
+
+    conll_run = SequenceLabelling(max_length=32, format="conll", tag_column=3)
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("EU rejects German call\nPeter Blackburn\nthe film was good .\n")
+    got = [r.item for r in records(conll_run, str(sentences))]
+    assert got == ["EU rejects German call", "Peter Blackburn", "the film was good ."]
+    # a JSON Lines file named .json with a first line longer than any sniffing window
+    long = tmp_path / "long.json"
+    long.write_text(
+        json.dumps({"words": ["film"] * 3000}) + "\n" + json.dumps({"words": ["a"]}) + "\n"
+    )
+    out = list(nlptune.Predictor.from_dir(trained["sequence_labelling"]).stream_file(str(long)))
+    assert [len(r["words"]) for r in out] == [3000, 1]
+    # a SQuAD file that is not UTF-8: one error line, not a traceback
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"data": [{"paragraphs": [{"context": "\xff", "qas": []}]}]}')
+    assert cli.main(["predict", str(trained["extractive_qa"]), "--input", str(bad)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    # a bad byte in a comment between CoNLL-U sentences changes nothing
+    conllu = tmp_path / "c.conllu"
+    conllu.write_bytes(
+        b"# sent_id = a\n1\tthe\t_\tDET\t_\t_\t0\t_\t_\t_\n\n# newdoc \xff\n\n"
+        b"# sent_id = b\n1\tfilm\t_\tNOUN\t_\t_\t0\t_\t_\t_\n"
+    )
+    assert [e.id for e in read_conllu(str(conllu), labelled=False)] == ["a", "b"]
+    # labelled CoNLL still splits lines at a lone CR, as text mode does
+    cr = tmp_path / "cr.conll"
+    cr.write_bytes(b"EU B-ORG\rrejects O\r\rPeter B-PER\r")
+    assert [e.words for e in read_conll(str(cr))] == [("EU", "rejects"), ("Peter",)]
+
+
+def test_a_systemic_failure_is_a_bug_not_a_bad_record(
+    trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictor = nlptune.Predictor.from_dir(trained["text_classification"])
+    path = tmp_path / "in.txt"
+    path.write_text("a film\n" * 40)
+
+    def broken(*args: Any) -> Any:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(predictor.task, "predictions", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        list(predictor.stream_file(str(path)))
+    # records a reader could not read reach Predictor.predict with their own message
+    from nlptune.data.examples import BadRecord
+
+    rows = nlptune.Predictor.from_dir(trained["text_classification"]).predict(
+        ["a film", BadRecord("t.tsv:3", "t.tsv:3: expected 2 fields")], errors="record"
+    )
+    assert rows[1]["error"] == "t.tsv:3: expected 2 fields" and "error" not in rows[0]

@@ -13,27 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from nlptune.data.examples import BadRecord, TokenExample, guarded
+from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError
 
 SCHEMES = ("iob1", "iob2", "bioes")
 
 
 def _lines(path: str, lenient: bool = False) -> Iterator[tuple[int, str, str]]:
-    """``(number, line, problem)`` for every line; a line that is not UTF-8 raises DataError,
-    or (``lenient``) comes with its message in ``problem`` (and the text ``#bad``)."""
+    """``(number, line, problem)`` for every line (lines split as text mode splits them); a
+    line that is not UTF-8 raises DataError, or (``lenient``) comes with its message in
+    ``problem`` and U+FFFD in place of the bad bytes, so its kind can still be told."""
     if not Path(path).is_file():
         raise DataError(f"data file not found: {path}")
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                problem = f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})"
-                if not lenient:
-                    raise DataError(problem) from None
-                yield number, "#bad", problem
-                continue
-            yield number, line.rstrip("\r\n"), ""
+    for number, line, problem in decoded_lines(path):
+        if problem and not lenient:
+            raise DataError(problem)
+        yield number, line, problem
 
 
 class _Sentences:
@@ -68,7 +63,8 @@ def read_conll(
 ) -> list[Any]:
     """Sentences of a CoNLL column file, tags converted to IOB2 from ``scheme``. Columns are
     split by TAB when the line has one, else by white space; a blank (or white-space-only) line
-    ends a sentence. Unlabelled (prediction): a sentence with a bad line is a BadRecord."""
+    or ``-DOCSTART-`` ends a sentence. Unlabelled (prediction): a sentence with a bad line is
+    one BadRecord in its place."""
     sentences = _Sentences(path, lenient=not labelled)
     words: list[str] = []
     tags: list[str] = []
@@ -77,13 +73,12 @@ def read_conll(
     for number, line, problem in [*_lines(path, not labelled), (-1, "", "")]:
         fields = line.split("\t") if "\t" in line else line.split()
         if not line.strip() or fields[0] == "-DOCSTART-":  # WNUT-17 separates with a lone TAB
-            if words or sentences.problem:
+            if start:
                 make = partial(_sentence, path, words, tags, lines, scheme, labelled, start)
-                sentences.end(start or number, make)
-            words, tags, lines = [], [], []
+                sentences.end(start, make)
+            words, tags, lines, start = [], [], [], 0
             continue
-        if not words:
-            start = number
+        start = start or number  # the sentence's first line, good or bad
         if problem:
             sentences.fail(problem)
             continue
@@ -105,37 +100,37 @@ def read_conll(
 
 def read_conllu(path: str, column: str = "upos", labelled: bool = True) -> list[Any]:
     """Sentences of a CoNLL-U file with the UPOS (column 4) or XPOS (column 5) tags.
-    Unlabelled (prediction): a sentence with a bad line is a BadRecord."""
+    Unlabelled (prediction): a sentence with a bad word line is one BadRecord in its place (a
+    bad comment does not matter)."""
     index = {"upos": 3, "xpos": 4}[column]
     sentences = _Sentences(path, lenient=not labelled)
     words: list[str] = []
     tags: list[str] = []
     start, sent_id = 0, ""
     for number, line, problem in [*_lines(path, not labelled), (-1, "", "")]:
-        if problem:
-            sentences.fail(problem)
-            continue
         if not line.strip():
-            if words or sentences.problem:
+            if start:
                 kept = tuple(tags) if labelled else None
                 made = TokenExample(tuple(words), kept, f"{path}:{start}", sent_id)
-                sentences.end(start or number, lambda made=made: made, sent_id)
-            words, tags, sent_id = [], [], ""
+                sentences.end(start, lambda made=made: made, sent_id)
+            words, tags, start, sent_id = [], [], 0, ""
             continue
         if line.startswith("#"):
-            if line.startswith("# sent_id"):
+            if line.startswith("# sent_id") and not problem:
                 sent_id = line.partition("=")[2].strip()
             continue
         fields = line.split("\t")
-        if len(fields) != 10:
+        if problem or len(fields) != 10:
+            start = start or number
             sentences.fail(
-                f"{path}:{number}: CoNLL-U lines have 10 TAB-separated fields, found {len(fields)}"
+                problem
+                or f"{path}:{number}: CoNLL-U lines have 10 TAB-separated fields, found "
+                f"{len(fields)}"
             )
             continue
         if "-" in fields[0] or "." in fields[0]:  # multiword token range or empty node
             continue
-        if not words:
-            start = number
+        start = start or number
         words.append(fields[1])
         tags.append(fields[index])
     return sentences.out

@@ -6,15 +6,14 @@ and by ``nlptune vectors adapt``.
 
 from __future__ import annotations
 
-import gzip
 import random
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from nlptune.data.readers import read_table
+from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError
 
 SUFFIXES = (".txt", ".gz")
@@ -73,24 +72,17 @@ def read_lines(path: str | Path, what: str = "data") -> Iterator[tuple[str, str,
     of their line break; undecodable or damaged files raise DataError naming the file (and the
     line, for text that is not UTF-8)."""
     for file in text_files(path, what):
-        opener: Any = gzip.open if file.suffix == ".gz" else open
         new_document = True
         try:
-            with opener(file, "rb") as f:
-                for number, raw in enumerate(f, 1):
-                    try:
-                        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                    except UnicodeDecodeError as err:
-                        raise DataError(
-                            f"{file}:{number}: not UTF-8 text ({err.reason}); convert it, e.g. "
-                            f"iconv -f latin1 -t utf-8 {file.name}"
-                        ) from None
-                    text = line.rstrip("\r\n")
-                    if not text.strip():
-                        new_document = True
-                        continue
-                    yield text, f"{file}:{number}", new_document
-                    new_document = False
+            for number, text, problem in decoded_lines(file):
+                if problem:
+                    name = file.name
+                    raise DataError(f"{problem}; convert it, e.g. iconv -f latin1 -t utf-8 {name}")
+                if not text.strip():
+                    new_document = True
+                    continue
+                yield text, f"{file}:{number}", new_document
+                new_document = False
         except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{file}: can't read: {err}") from None
 

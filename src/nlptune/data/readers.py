@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError, did_you_mean
 
 csv.field_size_limit(sys.maxsize)
@@ -161,30 +162,34 @@ def _read_jsonl(path: str, lenient: bool = False) -> Table:
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     names: dict[str, None] = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for number, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-                problem = (
-                    None
-                    if isinstance(row, dict)
-                    else f"expected a JSON object, got {type(row).__name__}"
-                )
-            except json.JSONDecodeError as err:
-                problem = f"not valid JSON: {err.msg}"
-            except (ValueError, RecursionError) as err:
-                problem = f"not valid JSON: {type(err).__name__}"
-            if problem is not None:
-                if not lenient:
-                    raise DataError(f"{path}:{number}: {problem}") from None
-                row = {ERROR: f"{path}:{number}: {problem}"}
-            else:
-                names.update(dict.fromkeys(row))
-            rows.append(row)
-            lines.append(number)
+    for number, text, bad in decoded_lines(path):
+        if not text.strip():
+            continue
+        row, problem = _json_object(text, bad)
+        if problem is not None:
+            if not lenient:
+                raise DataError(f"{path}:{number}: {problem}")
+            row = {ERROR: f"{path}:{number}: {problem}"}
+        else:
+            names.update(dict.fromkeys(row))
+        rows.append(row)
+        lines.append(number)
     return Table(path, list(names), rows, lines)
+
+
+def _json_object(text: str, bad: str) -> tuple[dict[str, Any], str | None]:
+    """One JSON Lines record, or why it isn't one (``bad``: the line's decoding problem)."""
+    if bad:
+        return {}, bad.split(": ", 1)[-1]
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as err:
+        return {}, f"not valid JSON: {err.msg}"
+    except (ValueError, RecursionError) as err:  # a huge number, deep nesting
+        return {}, f"not valid JSON: {type(err).__name__}"
+    if not isinstance(row, dict):
+        return {}, f"expected a JSON object, got {type(row).__name__}"
+    return row, None
 
 
 def _read_hf(spec: str, subset: str | None) -> Table:

@@ -43,6 +43,10 @@ def read_squad(
             doc = json.loads(p.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        except (ValueError, RecursionError) as err:  # a huge number, deep nesting
+            raise DataError(f"{path}: not valid JSON ({type(err).__name__})") from None
         if isinstance(doc, dict) and "data" in doc:
             return _nested(doc["data"], path, nearest, labelled)
     flat = "jsonl" if p.is_file() else "auto"  # rows of a SQuAD-like table
@@ -63,7 +67,8 @@ def _nested(data: Any, path: str, nearest: bool, labelled: bool) -> list[Any]:
             if not isinstance(qas, list):
                 raise DataError(f"{path}: article {n}: 'qas' must be a list of questions")
             for qa in qas:
-                qid = str(qa.get("id", len(out))) if isinstance(qa, dict) else str(len(out))
+                # a question without an id is numbered in file order: q1, q2, ...
+                qid = str(qa["id"]) if isinstance(qa, dict) and "id" in qa else f"q{len(out) + 1}"
                 where = f"{path} question {qid}"
                 make = partial(_question, qa, qid, context, where, nearest, labelled)
                 out.append(guarded(not labelled, where, make, qid))

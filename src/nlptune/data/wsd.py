@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nlptune.data.examples import BadRecord, guarded
+from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError
 
 logger = logging.getLogger("nlptune")
@@ -43,31 +44,29 @@ def read_streusle(path: str, lenient: bool = False) -> list[Any]:
         raise DataError(f"data file not found: {path}")
     out: list[Any] = []
     rows: list[tuple[int, list[str]]] = []
-    sent_id, problem = "", ""
-    with open(path, "rb") as f:
-        for number, raw in [*enumerate(f, 1), (-1, b"")]:
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                problem = f"{path}:{number}: not UTF-8 text ({err.reason})"
-                if not lenient:
-                    raise DataError(problem) from None
-                line = "#"  # keeps the sentence together; it is reported as a whole
-            if line.strip():
-                if line.startswith("# sent_id"):
-                    sent_id = line.partition("=")[2].strip()
-                elif not line.startswith("#"):
-                    rows.append((number, line.split("\t")))
-                continue
-            if rows or problem:
-                where = f"{path}:{rows[0][0] if rows else number}"
-                if problem:
-                    out.append(BadRecord(where, problem, sent_id))
+    sent_id, problem, start = "", "", 0
+    for number, line, bad in [*decoded_lines(path), (-1, "", "")]:
+        if bad and not lenient:
+            raise DataError(bad)
+        if line.strip():
+            if line.startswith("# sent_id"):
+                sent_id = line.partition("=")[2].strip()
+            elif not line.startswith("#"):  # a bad comment does not matter
+                start = start or number
+                if bad:
+                    problem = problem or bad
                 else:
-                    make = partial(_streusle_sentence, path, rows, sent_id)
-                    found = guarded(lenient, where, make, sent_id)
-                    out.extend([found] if isinstance(found, BadRecord) else found)
-            rows, sent_id, problem = [], "", ""
+                    rows.append((number, line.split("\t")))
+            continue
+        if start:
+            where = f"{path}:{start}"
+            if problem:
+                out.append(BadRecord(where, problem, sent_id))
+            else:
+                make = partial(_streusle_sentence, path, rows, sent_id)
+                found = guarded(lenient, where, make, sent_id)
+                out.extend([found] if isinstance(found, BadRecord) else found)
+        rows, sent_id, problem, start = [], "", "", 0
     return out
 
 

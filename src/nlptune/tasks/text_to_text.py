@@ -115,7 +115,7 @@ def _is_squad(path: str, fmt: str) -> bool:
     p = Path(path)
     if fmt != "auto" or p.suffix.lower() != ".json" or not p.is_file():
         return False
-    with open(p, encoding="utf-8-sig") as f:
+    with open(p, encoding="utf-8-sig", errors="replace") as f:
         head = f.read(4096)
     return head.lstrip().startswith("{") and '"data"' in head
 
