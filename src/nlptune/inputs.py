@@ -100,7 +100,7 @@ def _decoded(source: Path) -> Iterator[tuple[int, str | None, str | None]]:
     """``(number, line, error)`` for every line, decoded on its own (a bad byte is that
     line's error, not the file's)."""
     for number, line, problem in decoded_lines(source):
-        yield number, (None if problem else line), (problem.split(": ", 1)[-1] or None)
+        yield number, (None if problem else line), (problem or None)
 
 
 def _text_lines(task: Any, source: Path) -> Iterator[Record]:

@@ -25,7 +25,8 @@ def _lines(path: str, lenient: bool = False) -> Iterator[tuple[int, str, str]]:
     ``problem`` and U+FFFD in place of the bad bytes, so its kind can still be told."""
     if not Path(path).is_file():
         raise DataError(f"data file not found: {path}")
-    for number, line, problem in decoded_lines(path):
+    for number, line, reason in decoded_lines(path):
+        problem = f"{path}:{number}: {reason}" if reason else ""
         if problem and not lenient:
             raise DataError(problem)
         yield number, line, problem

@@ -76,8 +76,10 @@ def read_lines(path: str | Path, what: str = "data") -> Iterator[tuple[str, str,
         try:
             for number, text, problem in decoded_lines(file):
                 if problem:
-                    name = file.name
-                    raise DataError(f"{problem}; convert it, e.g. iconv -f latin1 -t utf-8 {name}")
+                    raise DataError(
+                        f"{file}:{number}: {problem}; convert it, e.g. iconv -f latin1 -t utf-8 "
+                        f"{file.name}"
+                    )
                 if not text.strip():
                     new_document = True
                     continue

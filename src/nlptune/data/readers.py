@@ -180,7 +180,7 @@ def _read_jsonl(path: str, lenient: bool = False) -> Table:
 def _json_object(text: str, bad: str) -> tuple[dict[str, Any], str | None]:
     """One JSON Lines record, or why it isn't one (``bad``: the line's decoding problem)."""
     if bad:
-        return {}, bad.split(": ", 1)[-1]
+        return {}, bad
     try:
         row = json.loads(text)
     except json.JSONDecodeError as err:

@@ -1,7 +1,8 @@
 """Text files read line by line with each line's own decoding problem, not the file's.
 
 Lines split as Python's text mode splits them (``\\n``, ``\\r\\n`` and a lone ``\\r``); a byte
-that is not UTF-8 makes that line's ``problem`` (naming file and line), and the line comes
+that is not UTF-8 makes that line's ``problem`` (the reason; callers name file and line), and
+the line comes
 with U+FFFD in its place, so a reader can still see what kind of line it is (a blank line, a
 comment) and decide whether the problem matters.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 def decoded_lines(path: str | Path) -> Iterator[tuple[int, str, str]]:
     """``(number, line, problem)`` for every line of a UTF-8 file (``.gz`` too), the line
-    without its line break, ``problem`` empty for a line that decodes."""
+    without its line break, ``problem`` the reason a line does not decode (else empty)."""
     opener: Any = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as f:
         for number, raw in enumerate(f, 1):
@@ -25,7 +26,7 @@ def decoded_lines(path: str | Path) -> Iterator[tuple[int, str, str]]:
                 line.encode("utf-8")  # fails only on the stand-ins for undecodable bytes
             except UnicodeEncodeError as err:
                 byte = ord(line[err.start]) - 0xDC00
-                problem = f"{path}:{number}: not UTF-8 text (byte 0x{byte:02x})"
+                problem = f"not UTF-8 text (byte 0x{byte:02x})"
                 line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 yield number, line, problem
                 continue

@@ -45,7 +45,8 @@ def read_streusle(path: str, lenient: bool = False) -> list[Any]:
     out: list[Any] = []
     rows: list[tuple[int, list[str]]] = []
     sent_id, problem, start = "", "", 0
-    for number, line, bad in [*decoded_lines(path), (-1, "", "")]:
+    for number, line, reason in [*decoded_lines(path), (-1, "", "")]:
+        bad = f"{path}:{number}: {reason}" if reason else ""
         if bad and not lenient:
             raise DataError(bad)
         if line.strip():
