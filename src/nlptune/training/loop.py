@@ -247,9 +247,11 @@ def _step(
     total = torch.zeros((), device=acc.device)
     heads: dict[str, torch.Tensor] = {}
     parts = [np.array_split(chunk, world)[rank].tolist() for chunk in micro]
-    batches = [_batch(job, part, acc.device, epoch=epoch) for part in parts]
+    cpu = torch.device("cpu")  # counted (loss_terms) before they move: no device syncs
+    batches = [_batch(job, part, cpu, epoch=epoch) for part in parts]
     shares = _shares(job, parts, batches, len(indices))
     for j, (batch, share) in enumerate(zip(batches, shares, strict=True)):
+        batch = {k: v.to(acc.device) for k, v in batch.items()}
         sync = nullcontext() if j == len(micro) - 1 else acc.no_sync(wrapped)
         with sync:
             with acc.autocast():
@@ -279,11 +281,11 @@ def _shares(
     counted = [job.loss_terms(b) for b in batches] if job.loss_terms is not None else [None]
     if any(c is None for c in counted):  # a mean over items (or the task does not say)
         return [len(p) * world / items for p in parts]
-    terms = torch.tensor([float(c or 0) for c in counted], dtype=torch.float64)
-    every = terms.sum().to(job.accelerator.device)
-    if world > 1:
-        every = job.accelerator.reduce(every, reduction="sum")
-    return [float(x) * world / max(float(every), 1.0) for x in terms]
+    every = torch.tensor(float(sum(c or 0 for c in counted)), dtype=torch.float64)
+    if world > 1:  # one collective per step, over all this step's terms
+        every = job.accelerator.reduce(every.to(job.accelerator.device), reduction="sum")
+    total = max(float(every), 1.0)
+    return [float(c or 0) * world / total for c in counted]
 
 
 def _batch(
