@@ -33,14 +33,15 @@ class Corpus:
     lists of words; iterable again and again (gensim makes several passes)."""
 
     def __init__(self, path: str | Path, lowercase: bool = False) -> None:
-        self.files = text_files(path, "corpus")
-        self.path, self.lowercase = path, lowercase
+        self.files = text_files(path, "corpus")  # checked now, listed once
+        self.lowercase = lowercase
 
     def __iter__(self) -> Iterator[list[str]]:
-        for line, _, _ in read_lines(self.path, "corpus"):
-            words = split_words(line.lower() if self.lowercase else line)
-            if words:
-                yield words
+        for file in self.files:
+            for line, _, _ in read_lines(file, "corpus"):
+                words = split_words(line.lower() if self.lowercase else line)
+                if words:
+                    yield words
 
 
 def adapt(

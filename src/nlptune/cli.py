@@ -236,10 +236,12 @@ def _predict(
 ) -> int:
     """Stream predictions to ``output`` (written through a temporary file: a stopped run
     leaves no half-written output) or stdout. Returns 0, or 1 when some records failed."""
+    from nlptune.data.features import atomic_write
+    from nlptune.inputs import input_exists
     from nlptune.outputs import Writer, check_format
     from nlptune.predict import Predictor
 
-    if not _input_exists(Path(source)):
+    if not input_exists(Path(source)):
         raise NlptuneError(f"input file not found: {source}")
     target = _output_path(output, source)
     raw, _ = artefact.read_run(Path(run))  # the task, before the model loads
@@ -248,28 +250,27 @@ def _predict(
     predictor = Predictor.from_dir(run, batch_size=batch_size)
     file_format = getattr(predictor.task, "file_format", None)
     conllu = file_format is not None and file_format(source) == "conllu"
-    written, failures = 0, 0
+    counts = [0, 0]  # records written, failed
     failed: list[dict[str, Any]] = []  # the first few failed records, for the summary
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp") if target else None
-    try:
-        with open(tmp, "w", encoding="utf-8") if tmp else _stdout() as out:
-            writer = Writer(fmt, out, source, conllu)
-            for row in predictor.stream_file(source, strict=strict):
-                writer.write(row)
-                written += 1
-                if "error" in row:
-                    failures += 1
-                    if len(failed) < 5:
-                        failed.append(row)
-            writer.close()
-            out.flush()  # a reader that left (`| head`) is found here, inside the try
-        if tmp and target:
-            os.replace(tmp, target)
-    finally:
-        if tmp and tmp.exists():
-            tmp.unlink()
-    _report(written, failures, failed, output)
-    return 1 if failures else 0
+
+    def write(out: Any) -> None:
+        writer = Writer(fmt, out, source, conllu)
+        for row in predictor.stream_file(source, strict=strict):
+            writer.write(row)
+            counts[0] += 1
+            if "error" in row:
+                counts[1] += 1
+                if len(failed) < 5:
+                    failed.append(row)
+        writer.close()
+        out.flush()  # a reader that left (`| head`) is found here, inside the try
+
+    if target is None:
+        write(sys.stdout)
+    else:
+        atomic_write(target, write, mode="w")  # a stopped run leaves no half-written output
+    _report(counts[0], counts[1], failed, output)
+    return 1 if counts[1] else 0
 
 
 def _output_path(output: str | None, source: str) -> Path | None:
@@ -287,19 +288,6 @@ def _output_path(output: str | None, source: str) -> Path | None:
     except OSError as err:
         raise NlptuneError(f"--output {output}: can't make its folder: {err}") from None
     return target
-
-
-def _input_exists(path: Path) -> bool:
-    """A file or folder, or the prefix of parallel text files (``test`` for ``test.en``)."""
-    if path.exists():
-        return True
-    return path.parent.is_dir() and any(path.parent.glob(f"{path.name}.*"))
-
-
-def _stdout() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext(sys.stdout)
 
 
 def _report(written: int, failures: int, first: list[dict[str, Any]], output: str | None) -> None:

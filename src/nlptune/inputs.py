@@ -9,7 +9,6 @@ JSON, parallel text; the examples keep their ids (question ids, instance ids, se
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nlptune.data.examples import BadRecord
+from nlptune.data.readers import json_value
 from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError
 
@@ -40,9 +40,7 @@ class Record:
 def records(task: Any, path: str) -> Iterator[Record]:
     """The records of ``path`` in file order (see the module docstring)."""
     source = Path(path)
-    if not source.exists() and not (
-        source.parent.is_dir() and any(source.parent.glob(f"{source.name}.*"))
-    ):  # a parallel-text prefix (``test`` for ``test.en``) is fine
+    if not input_exists(source):
         raise DataError(f"input file not found: {path}")
     suffix = source.suffix.lower()
     if source.is_file() and suffix in (".txt", "") and not _conll_txt(task, source):
@@ -50,6 +48,13 @@ def records(task: Any, path: str) -> Iterator[Record]:
     if source.is_file() and (suffix in (".jsonl", ".ndjson") or _json_lines_file(source)):
         return _json_lines(source)
     return _examples(task, path)
+
+
+def input_exists(path: Path) -> bool:
+    """A file or folder, or the prefix of parallel text files (``test`` for ``test.en``)."""
+    if path.exists():
+        return True
+    return path.parent.is_dir() and any(path.parent.glob(f"{path.name}.*"))
 
 
 def _conll_txt(task: Any, source: Path) -> bool:
@@ -89,11 +94,8 @@ def _json_lines_file(source: Path) -> bool:
             if line.strip():
                 first = line
                 break
-    try:
-        value = json.loads(first)
-    except (ValueError, RecursionError):
-        return False
-    return not (isinstance(value, dict) and "data" in value)  # a one-line SQuAD document
+    value, problem = json_value(first)
+    return problem is None and not (isinstance(value, dict) and "data" in value)  # (SQuAD)
 
 
 def _decoded(source: Path) -> Iterator[tuple[int, str | None, str | None]]:
@@ -110,13 +112,15 @@ def _text_lines(task: Any, source: Path) -> Iterator[Record]:
         if line is None:
             yield Record(None, where, number, error=error)
             continue
-        if first:  # a task that reads no plain text says so once, for the whole file
-            task.line_input(line)
-            first = False
         try:
-            yield Record(task.line_input(line), where, number)
+            item = task.line_input(line)
         except DataError as err:
+            if first:  # a task that reads no plain text says so once, for the whole file
+                raise
             yield Record(None, where, number, error=str(err))
+            continue
+        first = False
+        yield Record(item, where, number)
 
 
 def _json_lines(source: Path) -> Iterator[Record]:
@@ -126,13 +130,9 @@ def _json_lines(source: Path) -> Iterator[Record]:
             if line is None:
                 yield Record(None, where, number, error=error)
             continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            yield Record(None, where, number, error=f"not valid JSON: {err.msg}")
-            continue
-        except (ValueError, RecursionError) as err:  # a huge number, deep nesting
-            yield Record(None, where, number, error=f"not valid JSON: {type(err).__name__}")
+        item, problem = json_value(line)
+        if problem is not None:
+            yield Record(None, where, number, error=problem)
             continue
         rid = item.get("id") if isinstance(item, dict) else None
         yield Record(item, where, number, None if rid is None else str(rid))

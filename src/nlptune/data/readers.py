@@ -177,19 +177,24 @@ def _read_jsonl(path: str, lenient: bool = False) -> Table:
     return Table(path, list(names), rows, lines)
 
 
+def json_value(text: str) -> tuple[Any, str | None]:
+    """One JSON Lines value, or why it isn't one (bad JSON, a huge number, deep nesting)."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as err:
+        return None, f"not valid JSON: {err.msg}"
+    except (ValueError, RecursionError) as err:
+        return None, f"not valid JSON: {type(err).__name__}"
+
+
 def _json_object(text: str, bad: str) -> tuple[dict[str, Any], str | None]:
     """One JSON Lines record, or why it isn't one (``bad``: the line's decoding problem)."""
     if bad:
         return {}, bad
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as err:
-        return {}, f"not valid JSON: {err.msg}"
-    except (ValueError, RecursionError) as err:  # a huge number, deep nesting
-        return {}, f"not valid JSON: {type(err).__name__}"
-    if not isinstance(row, dict):
-        return {}, f"expected a JSON object, got {type(row).__name__}"
-    return row, None
+    row, problem = json_value(text)
+    if problem is None and not isinstance(row, dict):
+        problem = f"expected a JSON object, got {type(row).__name__}"
+    return (row, None) if problem is None else ({}, problem)
 
 
 def _read_hf(spec: str, subset: str | None) -> Table:
