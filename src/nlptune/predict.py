@@ -11,7 +11,7 @@ import torch
 
 from nlptune import build
 from nlptune.config import RunConfig
-from nlptune.data.examples import BadRecord
+from nlptune.data.examples import BadRecord, located
 from nlptune.errors import DataError
 from nlptune.inputs import Record, records
 from nlptune.tasks.base import Task
@@ -128,9 +128,7 @@ class Predictor:
 
         def fail(i: int, message: str) -> None:
             if strict:
-                raise DataError(
-                    message if chunk[i].where in message else f"{chunk[i].where}: {message}"
-                )
+                raise DataError(located(chunk[i].where, message))
             out[i] = _error(chunk[i], message, line_key)
 
         good: list[tuple[int, Any]] = []

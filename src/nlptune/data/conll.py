@@ -7,52 +7,15 @@ token ranges (``1-2``) and empty nodes (``8.1``) are skipped, so words are the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from nlptune.data.examples import BadRecord, TokenExample, guarded
-from nlptune.data.textfile import decoded_lines
+from nlptune.data.examples import Sentences, TokenExample
+from nlptune.data.textfile import checked_lines
 from nlptune.errors import DataError
 
 SCHEMES = ("iob1", "iob2", "bioes")
-
-
-def _lines(path: str, lenient: bool = False) -> Iterator[tuple[int, str, str]]:
-    """``(number, line, problem)`` for every line (lines split as text mode splits them); a
-    line that is not UTF-8 raises DataError, or (``lenient``) comes with its message in
-    ``problem`` and U+FFFD in place of the bad bytes, so its kind can still be told."""
-    if not Path(path).is_file():
-        raise DataError(f"data file not found: {path}")
-    for number, line, reason in decoded_lines(path):
-        problem = f"{path}:{number}: {reason}" if reason else ""
-        if problem and not lenient:
-            raise DataError(problem)
-        yield number, line, problem
-
-
-class _Sentences:
-    """Collects sentences; with ``lenient`` (prediction), a sentence with a bad line becomes
-    one :class:`BadRecord` in its place instead of stopping the file."""
-
-    def __init__(self, path: str, lenient: bool) -> None:
-        self.path, self.lenient = path, lenient
-        self.out: list[Any] = []
-        self.problem = ""
-
-    def fail(self, message: str) -> None:
-        if not self.lenient:
-            raise DataError(message)
-        self.problem = self.problem or message
-
-    def end(self, start: int, make: Any, sent_id: str = "") -> None:
-        where = f"{self.path}:{start}"
-        if self.problem:
-            self.out.append(BadRecord(where, self.problem, sent_id))
-        else:
-            self.out.append(guarded(self.lenient, where, make, sent_id))
-        self.problem = ""
 
 
 def read_conll(
@@ -66,12 +29,12 @@ def read_conll(
     split by TAB when the line has one, else by white space; a blank (or white-space-only) line
     or ``-DOCSTART-`` ends a sentence. Unlabelled (prediction): a sentence with a bad line is
     one BadRecord in its place."""
-    sentences = _Sentences(path, lenient=not labelled)
+    sentences = Sentences(path, lenient=not labelled)
     words: list[str] = []
     tags: list[str] = []
     lines: list[int] = []
     start = 0
-    for number, line, problem in [*_lines(path, not labelled), (-1, "", "")]:
+    for number, line, problem in [*checked_lines(path, not labelled), (-1, "", "")]:
         fields = line.split("\t") if "\t" in line else line.split()
         if not line.strip() or fields[0] == "-DOCSTART-":  # WNUT-17 separates with a lone TAB
             if start:
@@ -104,16 +67,16 @@ def read_conllu(path: str, column: str = "upos", labelled: bool = True) -> list[
     Unlabelled (prediction): a sentence with a bad word line is one BadRecord in its place (a
     bad comment does not matter)."""
     index = {"upos": 3, "xpos": 4}[column]
-    sentences = _Sentences(path, lenient=not labelled)
+    sentences = Sentences(path, lenient=not labelled)
     words: list[str] = []
     tags: list[str] = []
     start, sent_id = 0, ""
-    for number, line, problem in [*_lines(path, not labelled), (-1, "", "")]:
+    for number, line, problem in [*checked_lines(path, not labelled), (-1, "", "")]:
         if not line.strip():
             if start:
                 kept = tuple(tags) if labelled else None
-                made = TokenExample(tuple(words), kept, f"{path}:{start}", sent_id)
-                sentences.end(start, lambda made=made: made, sent_id)
+                make = partial(TokenExample, tuple(words), kept, f"{path}:{start}", sent_id)
+                sentences.end(start, make, sent_id)
             words, tags, start, sent_id = [], [], 0, ""
             continue
         if line.startswith("#"):

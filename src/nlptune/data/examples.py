@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nlptune.errors import DataError
 
@@ -57,6 +57,37 @@ def guarded(lenient: bool, where: str, make: Callable[[], T], rid: str = "") -> 
     try:
         return make()
     except DataError as err:
-        message = str(err)
-        named = message if message.startswith(where) else f"{where}: {message}"
-        return BadRecord(where, named, rid)
+        return BadRecord(where, located(where, str(err)), rid)
+
+
+def located(where: str, message: str) -> str:
+    """``message`` led by ``where`` (``file:line``), unless it already names it."""
+    return message if message.startswith(where) else f"{where}: {message}"
+
+
+class Sentences:
+    """Collects the records of a sentence-based file (CoNLL, CoNLL-U, STREUSLE). ``fail`` raises
+    DataError, or (``lenient``, prediction input) marks the current sentence bad, and ``end``
+    then adds one BadRecord in its place; else the record(s) that ``make()`` gives."""
+
+    def __init__(self, path: str, lenient: bool) -> None:
+        self.path, self.lenient = path, lenient
+        self.out: list[Any] = []
+        self.problem = ""
+
+    def fail(self, message: str) -> None:
+        if not self.lenient:
+            raise DataError(message)
+        self.problem = self.problem or message
+
+    def end(self, start: int, make: Callable[[], Any], sent_id: str = "") -> None:
+        """Close the sentence whose first line is ``start``: ``make()`` gives its record, or a
+        list of records (one per target)."""
+        where = f"{self.path}:{start}"
+        found = (
+            BadRecord(where, self.problem, sent_id)
+            if self.problem
+            else guarded(self.lenient, where, make, sent_id)
+        )
+        self.out.extend(found if isinstance(found, list) else [found])
+        self.problem = ""

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nlptune.errors import DataError
+
 
 def decoded_lines(path: str | Path) -> Iterator[tuple[int, str, str]]:
     """``(number, line, problem)`` for every line of a UTF-8 file (``.gz`` too), the line
@@ -31,3 +33,16 @@ def decoded_lines(path: str | Path) -> Iterator[tuple[int, str, str]]:
                 yield number, line, problem
                 continue
             yield number, line, ""
+
+
+def checked_lines(path: str, lenient: bool = False) -> Iterator[tuple[int, str, str]]:
+    """:func:`decoded_lines` of a file that must exist, ``problem`` naming file and line: a line
+    that is not UTF-8 raises DataError, or (``lenient``, prediction input) comes with its
+    problem and U+FFFD in place of the bad bytes, so its kind can still be told."""
+    if not Path(path).is_file():
+        raise DataError(f"data file not found: {path}")
+    for number, line, reason in decoded_lines(path):
+        problem = f"{path}:{number}: {reason}" if reason else ""
+        if problem and not lenient:
+            raise DataError(problem)
+        yield number, line, problem

@@ -14,8 +14,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from nlptune.data.examples import BadRecord, guarded
-from nlptune.data.textfile import decoded_lines
+from nlptune.data.examples import BadRecord, Sentences, guarded
+from nlptune.data.textfile import checked_lines
 from nlptune.errors import DataError
 
 logger = logging.getLogger("nlptune")
@@ -40,35 +40,24 @@ def read_streusle(path: str, lenient: bool = False) -> list[Any]:
     """Targets are strong lexical expressions with a ``p.`` supersense; the label is the scene
     role, or ``role|function`` where the function differs (``p.Circumstance|p.Locus``).
     ``lenient`` (prediction): a sentence that can't be read is one :class:`BadRecord`."""
-    if not Path(path).is_file():
-        raise DataError(f"data file not found: {path}")
-    out: list[Any] = []
+    sentences = Sentences(path, lenient)
     rows: list[tuple[int, list[str]]] = []
-    sent_id, problem, start = "", "", 0
-    for number, line, reason in [*decoded_lines(path), (-1, "", "")]:
-        bad = f"{path}:{number}: {reason}" if reason else ""
-        if bad and not lenient:
-            raise DataError(bad)
+    sent_id, start = "", 0
+    for number, line, bad in [*checked_lines(path, lenient), (-1, "", "")]:
         if line.strip():
             if line.startswith("# sent_id"):
                 sent_id = line.partition("=")[2].strip()
             elif not line.startswith("#"):  # a bad comment does not matter
                 start = start or number
                 if bad:
-                    problem = problem or bad
+                    sentences.fail(bad)
                 else:
                     rows.append((number, line.split("\t")))
             continue
         if start:
-            where = f"{path}:{start}"
-            if problem:
-                out.append(BadRecord(where, problem, sent_id))
-            else:
-                make = partial(_streusle_sentence, path, rows, sent_id)
-                found = guarded(lenient, where, make, sent_id)
-                out.extend([found] if isinstance(found, BadRecord) else found)
-        rows, sent_id, problem, start = [], "", "", 0
-    return out
+            sentences.end(start, partial(_streusle_sentence, path, rows, sent_id), sent_id)
+        rows, sent_id, start = [], "", 0
+    return sentences.out
 
 
 def _streusle_sentence(
