@@ -192,8 +192,9 @@ def _read_yaml(path: Path) -> Any:
 def changed_keys(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``key: old -> new`` for every resolved config key that differs, except SAFE_KEYS."""
     out = []
-    for key in sorted(set(_flat(saved)) | set(_flat(new))):
-        old, value = _flat(saved).get(key), _flat(new).get(key)
+    before, after = _flat(saved), _flat(new)
+    for key in sorted(set(before) | set(after)):
+        old, value = before.get(key), after.get(key)
         if old != value and key not in SAFE_KEYS and key != "output_dir":
             out.append(f"{key}: {old!r} -> {value!r}")
     return out
