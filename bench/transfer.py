@@ -26,6 +26,7 @@ metric against the number of labelled examples (log x).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import random
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--fractions", help="override every task's fractions, e.g. 0.01,0.1")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--workers", type=int, default=2, help="fine-tuning runs at once")
+    parser.add_argument("--adapt-threads", type=int, default=2, help="threads of an adaptation")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "nlptune-bench-transfer"))
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "transfer.json"))
     parser.add_argument("--plot", default=str(REPO / "bench" / "figures" / "transfer.png"))
@@ -155,10 +157,26 @@ def main() -> None:
     lock = threading.Lock()
 
     def write() -> None:
-        table = summarise(list(runs.values()))
+        # Several invocations (for example one per way) may share --out: merge what the others
+        # wrote since, under a lock, then replace the file in one step.
         out.parent.mkdir(parents=True, exist_ok=True)
-        body = {"summary": table, "adaptation": adapted, "runs": sorted(runs.values(), key=_order)}
-        out.write_text(json.dumps(body, indent=1) + "\n")
+        with open(out.with_name(out.name + ".lock"), "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            if out.is_file():
+                theirs = json.loads(out.read_text())
+                for row in theirs.get("runs", []):
+                    runs.setdefault(row["cell"], row)
+                for task, info in theirs.get("adaptation", {}).items():
+                    adapted.setdefault(task, info)
+            table = summarise(list(runs.values()))
+            body = {
+                "summary": table,
+                "adaptation": adapted,
+                "runs": sorted(runs.values(), key=_order),
+            }
+            temporary = out.with_name(out.name + ".tmp")
+            temporary.write_text(json.dumps(body, indent=1) + "\n")
+            os.replace(temporary, out)
 
     jobs = [] if args.report else plan(args, runs, work, adapted, write)
 
@@ -196,7 +214,7 @@ def plan(
         ways = args.ways.split(",")
         model = None
         if "adapted" in ways:
-            model, metrics = adapt(task, work, spec["adapt_epochs"], threads=2)
+            model, metrics = adapt(task, work, spec["adapt_epochs"], threads=args.adapt_threads)
             adapted[task] = {"model": str(model), "epochs": spec["adapt_epochs"], **metrics}
             write()
         for fraction in (float(f) for f in (args.fractions or spec["fractions"]).split(",")):
