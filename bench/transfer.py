@@ -113,6 +113,7 @@ def nlptune(args: list[str], threads: int) -> dict[str, Any]:
         return {"error": (done.stderr or done.stdout).strip().splitlines()[-3:], "cmd": cmd}
     metrics: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     metrics["process_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["warnings"] = [w for w in done.stderr.splitlines() if w.startswith("warning:")]
     return metrics
 
 
@@ -235,6 +236,7 @@ def plan(
                     per_epoch = -(-n // 32)  # batch size 32 in both configs
                     every = max(per_epoch, epochs * per_epoch // 5)  # about 5 evaluations
                     overrides += [f"trainer.epochs={epochs}", f"trainer.eval_every={every}"]
+                    overrides += ["trainer.min_steps=0"]  # the epochs above, as measured
                     overrides += backbone
                     overrides += [*spec["overrides"], f"output_dir={folder}", "--overwrite"]
                     job = {"task": task, "fraction": fraction, "way": way, "seed": seed}

@@ -16,3 +16,4 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   "${pip[@]}" "${constraint[@]}" "${NLPTUNE_TORCH_SPEC:-torch}"
 fi
 "${pip[@]}" "${constraint[@]}" -e ".[$extra]"
+echo "installed nlptune into $(pwd)/.venv; to use the bare 'nlptune' command in this shell: source .venv/bin/activate" >&2

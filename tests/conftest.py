@@ -72,6 +72,7 @@ def tiny_config(model: Path, out: Path, **sections: Any) -> dict[str, Any]:
         "strategy": {"type": "full", "freeze_embeddings": False},
         "trainer": {
             "epochs": 10,
+            "min_steps": 0,  # the fixtures are tiny: exactly the epochs asked for
             "batch_size": 8,
             "lr": 1e-3,
             "progress": False,

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from nlptune import artefact, build, stages
+from nlptune.backbones.hf_paths import quiet_transformers
 from nlptune.config import RunConfig, load_config
 from nlptune.config import validate as config_validate
 from nlptune.errors import ConfigError
+from nlptune.logs import show_messages
+from nlptune.tasks.metrics import degenerate_warning
 
 logger = logging.getLogger("nlptune")
 
@@ -85,6 +88,7 @@ def train(
         overwrite: replace a finished run in ``output_dir``.
         callbacks: called with the loop state after every optimizer step.
     """
+    show_messages(always=False)
     if _is_stages(config):  # a stages file: every stage, and the last one's result
         return train_stages(
             [config],  # type: ignore[list-item]
@@ -124,23 +128,28 @@ def train(
     metrics: dict[str, Any] = {
         "best_step": state.best_step,
         "steps": state.step,
-        "epochs_done": state.epoch,
+        "epochs_done": state.epochs_done,
         "stopped_early": state.stopped_early,
         "train_seconds": round(state.train_seconds, 2),
         "train_examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
-        "wall_seconds": round(time.perf_counter() - started, 2),
     }
     for split in ("dev", "test"):
         if split in splits:
             metrics[split] = build.score_split(
                 run, p.task, model, splits[split], accelerator, text.pad_id
             )
+            warning = degenerate_warning(p.task, f"the {split} set")
+            if warning and accelerator.is_main_process:
+                logger.warning(warning)
             if split == "dev":
                 p.task.tune(metrics["dev"])  # e.g. the SQuAD v2 no-answer threshold
+    # the whole run: featurizing, training, evaluating, and the processes before a resume
+    metrics["wall_seconds"] = round(state.wall_seconds + time.perf_counter() - started, 2)
     if accelerator.is_main_process:
         labels = p.task.state()
         meta = artefact.run_meta(run.seed, {s: d.path for s, d in splits.items()})
-        artefact.finish_run(folder, build.save_model(p, model, text), labels, metrics, meta)
+        with quiet_transformers():  # no "Writing model shards" bar
+            artefact.finish_run(folder, build.save_model(p, model, text), labels, metrics, meta)
         if not run.trainer.keep_checkpoints:
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         _summary(run, p.task, metrics, folder)
@@ -179,6 +188,7 @@ def train_stages(
     from the previous one's model). A stage whose ``output_dir`` holds a finished run with the
     same config is reused, so a stopped job continues stage by stage; ``resume`` continues an
     interrupted stage from its checkpoint; ``overwrite`` trains every stage again."""
+    show_messages(always=False)
     if resume and overwrite:
         raise ConfigError("choose one of --resume and --overwrite")
     validate_stages(configs, overrides)  # every stage's config and data, before any trains

@@ -13,22 +13,18 @@ from typing import Any
 
 from nlptune import artefact
 from nlptune.errors import NlptuneError
+from nlptune.logs import show_messages
 
 logger = logging.getLogger("nlptune")
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
-    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nlptune", description="Fine-tune pre-trained language models for NLP tasks."
     )
+    from nlptune import __version__
+
+    parser.add_argument("--version", action="version", version=f"nlptune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(
@@ -63,9 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--format",
         default="jsonl",
-        choices=["jsonl", "squad", "conll", "semeval"],
-        help="jsonl (default): a JSON object a record; squad: {id: answer}; conll: the input's "
+        choices=["jsonl", "json", "squad", "conll", "semeval"],
+        help="jsonl (default): a JSON object a record; json: one JSON object keyed by id "
+        "({id: answer} for QA, as SQuAD's scorer reads; squad is the same); conll: the input's "
         "lines with the predicted tag appended; semeval: 'lemma instance-id sense-id' lines",
+    )
+    predict.add_argument(
+        "--keep",
+        type=_names,
+        default=[],
+        metavar="FIELD[,FIELD...]",
+        help="copy these fields of a JSON Lines or CSV/TSV input to each output record",
     )
     predict.add_argument(
         "--strict", action="store_true", help="stop at the first record that can't be predicted"
@@ -128,6 +132,13 @@ def _has_stages(path: str) -> bool:
     return is_stages_file(path)
 
 
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give field names separated by commas")
+    return names
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -145,10 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command not in ("train", "validate") or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.args.extend(extra)
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    show_messages()
     logger.setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -190,11 +198,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         from nlptune.predict import Predictor
 
-        print(json.dumps(Predictor.from_dir(args.run).evaluate(args.data)))
+        print(json.dumps(Predictor.from_dir(args.run, progress=True).evaluate(args.data)))
     elif args.command == "predict":
-        return _predict(
-            args.run, args.input, args.output, args.format, args.strict, args.batch_size
-        )
+        return _predict(args)
     elif args.command == "validate":
         from nlptune import api
 
@@ -231,22 +237,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(
-    run: str, source: str, output: str | None, fmt: str, strict: bool, batch_size: int | None
-) -> int:
-    """Stream predictions to ``output`` (written through a temporary file: a stopped run
+def _predict(args: argparse.Namespace) -> int:
+    """Stream predictions to ``--output`` (written through a temporary file: a stopped run
     leaves no half-written output) or stdout. Returns 0, or 1 when some records failed."""
+    run, source, output, fmt = args.run, args.input, args.output, args.format
+    strict, batch_size = args.strict, args.batch_size
     from nlptune.data.features import atomic_write
     from nlptune.inputs import input_exists
     from nlptune.outputs import Writer, check_format
     from nlptune.predict import Predictor
+    from nlptune.progress import Progress
 
     if not input_exists(Path(source)):
         raise NlptuneError(f"input file not found: {source}")
     target = _output_path(output, source)
     raw, _ = artefact.read_run(Path(run))  # the task, before the model loads
     data_format = str((raw.get("data") or {}).get("format", "auto"))
-    check_format(fmt, str((raw.get("task") or {}).get("type")), source, data_format)
+    fmt = check_format(fmt, str((raw.get("task") or {}).get("type")), source, data_format)
     predictor = Predictor.from_dir(run, batch_size=batch_size)
     file_format = getattr(predictor.task, "file_format", None)
     conllu = file_format is not None and file_format(source) == "conllu"
@@ -255,13 +262,16 @@ def _predict(
 
     def write(out: Any) -> None:
         writer = Writer(fmt, out, source, conllu)
-        for row in predictor.stream_file(source, strict=strict):
+        shown = Progress("predicting", None, "record", leave=False)
+        for row in predictor.stream_file(source, strict=strict, keep=args.keep):
             writer.write(row)
             counts[0] += 1
+            shown.update()
             if "error" in row:
                 counts[1] += 1
                 if len(failed) < 5:
                     failed.append(row)
+        shown.close()
         writer.close()
         out.flush()  # a reader that left (`| head`) is found here, inside the try
 
@@ -302,12 +312,12 @@ def _report(written: int, failures: int, first: list[dict[str, Any]], output: st
 
 
 def _list(what: str) -> None:
-    from nlptune.config import iter_keys
+    from nlptune.config import iter_keys, yaml_value
     from nlptune.registry import BACKBONES, STRATEGIES, TASKS
 
     if what == "keys":
-        for key, kind, default, doc in iter_keys():
-            print(f"{key:32} {kind:24} {default!s:12} {doc}")
+        rows = [(k, kind, yaml_value(d), _plain(doc)) for k, kind, d, doc in iter_keys()]
+        _columns(rows, widest=(32, 32, 14))
         return
     if what == "configs":
         root = Path(__file__).resolve().parents[2] / "configs"
@@ -315,9 +325,37 @@ def _list(what: str) -> None:
             print(path.relative_to(root.parent))
         return
     registry = {"tasks": TASKS, "strategies": STRATEGIES, "backbones": BACKBONES}[what]
-    for name, entry in registry:
-        doc = (entry.__doc__ or "").strip().splitlines()[0] if entry.__doc__ else ""
-        print(f"{name:22} {doc}")
+    _columns(
+        [
+            (name, _plain((entry.__doc__ or "").strip().splitlines()[0] if entry.__doc__ else ""))
+            for name, entry in registry
+        ]
+    )
+
+
+def _columns(rows: Sequence[tuple[str, ...]], widest: Sequence[int] = (24,)) -> None:
+    """Rows as aligned columns; a cell wider than its column (``widest``, the last value for
+    the rest) ends its line and the next cell starts under its column on the next, so long
+    types never shift the rest."""
+    caps = [*widest, *[widest[-1]] * len(rows[0])]
+    widths = [min(caps[i], max(len(r[i]) for r in rows)) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        line = ""
+        for cell, width in zip(row, widths, strict=False):
+            if len(cell) > width:
+                print((line + cell).rstrip())
+                line = " " * (len(line) + width + 2)
+            else:
+                line += cell.ljust(width + 2)
+        print((line + row[-1]).rstrip())
+
+
+def _plain(text: str) -> str:
+    """A docstring line without reST markup: ``x`` and :class:`X` become x and X."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    return text.replace("``", "")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,12 @@ class TrainerConfig(Section):
     max_steps: int | None = Field(
         None, ge=1, description="stop after this many optimizer steps (overrides epochs)"
     )
+    min_steps: int = Field(
+        300,
+        ge=0,
+        description="train at least this many optimizer steps: small data gets more epochs "
+        "(ignored with max_steps; 0: epochs only)",
+    )
     batch_size: int = Field(32, ge=1, description="examples per optimizer step, over all processes")
     eval_batch_size: int | None = Field(None, ge=1, description="examples per evaluation batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimizer step")
@@ -393,9 +399,17 @@ def reference_markdown() -> str:
     """The config reference as a Markdown table (kept in README.md; a test compares them)."""
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, kind, default, doc in iter_keys(builtin=True):
-        shown = "null" if default is None else default
-        lines.append(f"| `{key}` | {kind} | `{shown}` | {doc.replace('|', '/')} |")
+        lines.append(f"| `{key}` | {kind} | `{yaml_value(default)}` | {doc.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+def yaml_value(value: Any) -> str:
+    """A default as it is written in a YAML config: null, true, [a, b], '' for an empty string
+    (``(entry name)`` for a registry entry's own type)."""
+    if value == "(entry name)":
+        return str(value)
+    shown = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return shown.removesuffix("...").strip()
 
 
 def _type_name(annotation: Any) -> str:

@@ -10,7 +10,7 @@ JSON, parallel text; the examples keep their ids (question ids, instance ids, se
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,17 +37,25 @@ class Record:
     extra: dict[str, Any] | None = None  # more fields for the output (STREUSLE token ids)
 
 
-def records(task: Any, path: str) -> Iterator[Record]:
-    """The records of ``path`` in file order (see the module docstring)."""
+def records(task: Any, path: str, keep: Sequence[str] = ()) -> Iterator[Record]:
+    """The records of ``path`` in file order (see the module docstring). ``keep``: fields of a
+    JSON Lines or CSV/TSV input copied to each record's output (``extra``)."""
     source = Path(path)
     if not input_exists(source):
         raise DataError(f"input file not found: {path}")
     suffix = source.suffix.lower()
     if source.is_file() and suffix in (".txt", "") and not _conll_txt(task, source):
+        if keep:
+            raise DataError(_NO_FIELDS.format(path=path, kind="plain text, one input a line"))
         return _text_lines(task, source)
     if source.is_file() and (suffix in (".jsonl", ".ndjson") or _json_lines_file(source)):
-        return _json_lines(source)
-    return _examples(task, path)
+        return _json_lines(source, keep)
+    return _examples(task, path, keep)
+
+
+_NO_FIELDS = (
+    "--keep copies fields of JSON Lines, CSV or TSV input; {path} is {kind}, which has none"
+)
 
 
 def input_exists(path: Path) -> bool:
@@ -123,7 +131,7 @@ def _text_lines(task: Any, source: Path) -> Iterator[Record]:
         yield Record(item, where, number)
 
 
-def _json_lines(source: Path) -> Iterator[Record]:
+def _json_lines(source: Path, keep: Sequence[str] = ()) -> Iterator[Record]:
     for number, line, error in _decoded(source):
         where = f"{source}:{number}"
         if line is None or not line.strip():
@@ -135,17 +143,37 @@ def _json_lines(source: Path) -> Iterator[Record]:
             yield Record(None, where, number, error=problem)
             continue
         rid = item.get("id") if isinstance(item, dict) else None
-        yield Record(item, where, number, None if rid is None else str(rid))
+        kept = {k: item.get(k) for k in keep} if isinstance(item, dict) else {}
+        yield Record(item, where, number, None if rid is None else str(rid), extra=kept)
 
 
-def _examples(task: Any, path: str) -> Iterator[Record]:
+def _examples(task: Any, path: str, keep: Sequence[str] = ()) -> Iterator[Record]:
+    checked = not keep
     for e in task.read(path, labelled=False):
         if isinstance(e, BadRecord):  # a record the reader could not read, in its place
             yield Record(None, e.where, None, e.id or None, error=e.error)
             continue
-        extra: dict[str, Any] = {}
+        fields = getattr(e, "fields", None)
+        if not checked:  # the first example says whether the input has the fields
+            _check_keep(path, keep, fields)
+            checked = True
+        extra: dict[str, Any] = {k: fields.get(k) for k in keep} if fields else {}
+        if fields and fields.get("id") not in (None, ""):  # a CSV/TSV id column
+            yield Record(e, e.where, None, str(fields["id"]), extra=extra)
+            continue
         if getattr(e, "token_ids", ()):  # STREUSLE: the target's tokens
             extra["token_ids"] = list(e.token_ids)
         if getattr(e, "id", "") and getattr(e, "lemma", ""):  # SemEval: the key file's lemma
             extra["lemma"] = e.lemma
         yield Record(e, e.where, None, str(getattr(e, "id", "") or "") or None, extra=extra)
+
+
+def _check_keep(path: str, keep: Sequence[str], fields: dict[str, Any] | None) -> None:
+    if fields is None:
+        raise DataError(_NO_FIELDS.format(path=path, kind="not a table"))
+    missing = [k for k in keep if k not in fields]
+    if missing:
+        named = ", ".join(str(k) for k in fields)
+        raise DataError(
+            f"--keep {missing[0]}: {path} has no column '{missing[0]}' (it has: {named})"
+        )

@@ -1,6 +1,8 @@
 """Prediction outputs in the formats the tools around each task read.
 
-``jsonl`` (every task): one JSON object a record, in input order. ``squad``
+``jsonl`` (every task): one JSON object a record, in input order. ``json`` (every task): one
+JSON object keyed by each record's id (``record-N`` without one), the value its prediction
+without the id; for QA tasks the answer string, which is ``squad``. ``squad``
 (extractive_qa, text_to_text on SQuAD): one JSON object ``{question id: answer}``, what the
 official evaluation script reads. ``conll`` (sequence_labelling on a CoNLL/CoNLL-U input): the
 input file's lines with the predicted tag appended to every token line (what conlleval reads).
@@ -12,13 +14,17 @@ count it unanswered) and ``O`` tags in ``conll``; the summary counts it either w
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from nlptune.errors import DataError
 
-FORMATS = ("jsonl", "squad", "conll", "semeval")
+logger = logging.getLogger("nlptune")
+
+FORMATS = ("jsonl", "json", "squad", "conll", "semeval")
+QA_TASKS = ("extractive_qa", "text_to_text")
 TASKS_OF = {
     "squad": ("extractive_qa", "text_to_text"),
     "conll": ("sequence_labelling",),
@@ -26,7 +32,7 @@ TASKS_OF = {
 }
 
 
-def check_format(fmt: str, task: str, source: str, data_format: str = "auto") -> None:
+def check_format(fmt: str, task: str, source: str, data_format: str = "auto") -> str:
     """Refuse a format the task (or the input) can't give, before anything is predicted
     (``data_format``: the run's ``data.format``, which decides how a ``.txt`` input reads)."""
     if fmt not in FORMATS:
@@ -48,6 +54,7 @@ def check_format(fmt: str, task: str, source: str, data_format: str = "auto") ->
             f"--format semeval writes instance ids, which SemEval XML input has; {source} is "
             "not SemEval XML (a .xml file or a folder of them; use --format jsonl)"
         )
+    return "squad" if fmt == "json" and task in QA_TASKS else fmt
 
 
 class Writer:
@@ -55,18 +62,20 @@ class Writer:
 
     def __init__(self, fmt: str, out: IO[str], source: str, conllu: bool = False) -> None:
         self.fmt, self.out, self.source = fmt, out, source
-        self.answers: dict[str, str] = {}
+        self.answers: dict[str, Any] = {}
         self.rows = 0
+        self.repeated = 0  # records whose id an earlier record had
         self._lines = _conll_sentences(source, conllu) if fmt == "conll" else None
 
     def write(self, row: dict[str, Any]) -> None:
         self.rows += 1
         if self.fmt == "jsonl":
             self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        elif self.fmt == "json":  # keyed by id, else "record-N"
+            self._keyed(row, {k: v for k, v in row.items() if k != "id"})
         elif self.fmt == "squad":  # keyed by question id, else "record-N"
             if "error" not in row:
-                answer = row.get("answer", row.get("generated_text", ""))
-                self.answers[str(row.get("id") or f"record-{self.rows}")] = str(answer)
+                self._keyed(row, str(row.get("answer", row.get("generated_text", ""))))
         elif self.fmt == "semeval":
             if "error" not in row and row.get("id"):
                 label = str(row["label"])
@@ -87,8 +96,25 @@ class Writer:
             for line, is_word in block:
                 self.out.write(f"{line}{sep}{next(given, 'O')}\n" if is_word else f"{line}\n")
 
+    def _keyed(self, row: dict[str, Any], value: Any) -> None:
+        """``value`` under the record's id; a repeated id gets ``#2``, ``#3``... (never one
+        record silently replacing another)."""
+        key = base = str(row.get("id") or f"record-{self.rows}")
+        n = 1
+        while key in self.answers:
+            n += 1
+            key = f"{base}#{n}"
+        if n > 1:
+            self.repeated += 1
+        self.answers[key] = value
+
     def close(self) -> None:
-        if self.fmt == "squad":
+        if self.repeated:
+            logger.warning(
+                "warning: %d records repeat an earlier id; written under id#2, id#3, ...",
+                self.repeated,
+            )
+        if self.fmt in ("squad", "json"):
             self.out.write(json.dumps(self.answers, ensure_ascii=False) + "\n")
         elif self._lines is not None:  # lines after the last sentence (a trailing comment)
             for block, _ in self._lines:

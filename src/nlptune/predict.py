@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,14 @@ from nlptune.config import RunConfig
 from nlptune.data.examples import BadRecord, located
 from nlptune.errors import DataError
 from nlptune.inputs import Record, records
+from nlptune.progress import Progress
 from nlptune.tasks.base import Task
+from nlptune.tasks.metrics import degenerate_warning
 from nlptune.training.evaluate import stream_features
 from nlptune.training.loop import eval_batch_size
 from nlptune.training.runtime import autocast_for
 
+logger = logging.getLogger("nlptune")
 BUFFER = 4096  # records read, featurized and predicted at a time
 
 
@@ -39,24 +43,36 @@ class Predictor:
         text: Any,
         device: torch.device,
         batch_size: int | None = None,
+        progress: bool = False,
     ) -> None:
         self.config, self.task, self.model, self.text = config, task, model, text
         self.device = device
         self.batch_size = batch_size or eval_batch_size(config.trainer)
         self.autocast = autocast_for(config.trainer.precision, device)
+        self.progress = progress  # show evaluate()'s progress on stderr
 
     @classmethod
     def from_dir(
-        cls, path: str | Path, device: str | None = None, batch_size: int | None = None
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
     ) -> Predictor:
         """Load a finished run (the same load path as ``nlptune evaluate``/``predict``).
-        ``batch_size`` defaults to the run's evaluation batch size."""
+        ``batch_size`` defaults to the run's evaluation batch size; ``progress`` shows
+        :meth:`evaluate`'s progress on stderr."""
         trained = build.load_trained(Path(path))
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         trained.model.to(dev).eval()
-        return cls(trained.config, trained.task, trained.model, trained.text, dev, batch_size)
+        return cls(
+            trained.config, trained.task, trained.model, trained.text, dev, batch_size, progress
+        )
 
-    def _stream(self, features: Any) -> Iterator[tuple[int, np.ndarray]]:
+    def _stream(self, features: Any, what: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        shown = None
+        if what is not None and self.progress:
+            shown = Progress(what, len(features.lengths), "example", leave=False)
         return stream_features(
             lambda batch: self.task.predict_step(self.model, batch),
             features,
@@ -65,6 +81,7 @@ class Predictor:
             device=self.device,
             autocast=self.autocast,
             by_length=self.task.eval_by_length,
+            progress=shown,
         )
 
     def _featurize(self, examples: Sequence[Any], labelled: bool) -> Any:
@@ -85,7 +102,11 @@ class Predictor:
         """Metrics on a labelled file read with the run's data settings."""
         examples = self.task.read(path)
         features = self._featurize(examples, labelled=True)
-        scores: dict[str, Any] = self.task.evaluate(self._stream(features), examples, features)
+        rows = self._stream(features, what=f"evaluating {Path(path).name}")
+        scores: dict[str, Any] = self.task.evaluate(rows, examples, features)
+        warning = degenerate_warning(self.task, path)
+        if warning:
+            logger.warning(warning)
         return build.rounded(scores)
 
     def predict_file(self, path: str, errors: str = "raise") -> list[dict[str, Any]]:
@@ -93,17 +114,20 @@ class Predictor:
         return list(self.stream_file(path, strict=errors == "raise"))
 
     def stream_file(
-        self, path: str, strict: bool = False, buffer: int = BUFFER
+        self, path: str, strict: bool = False, buffer: int = BUFFER, keep: Sequence[str] = ()
     ) -> Iterator[dict[str, Any]]:
         """Predictions for every record of a file, in input order and streamed: a ``.txt``
         file (one input a line; a TAB separates a pair), JSON Lines, or any format the task
         trains on (CSV/TSV, CoNLL/CoNLL-U, SemEval XML, STREUSLE, SQuAD JSON, parallel text),
         ids kept. A record that can't be predicted gives ``{"error", "line" or "where", "id"}``
         in its place (``strict``: a DataError instead). Memory stays bounded by ``buffer``
-        records (at least 32 batches) for line-based files."""
+        records (at least 32 batches) for line-based files. ``keep``: fields of a JSON Lines
+        or CSV/TSV input copied to each output (as ``input_<name>`` where the prediction has
+        a field of that name)."""
         # batches are sorted within a buffer: a large batch needs a large buffer to stay tight
         buffer = max(buffer, 32 * self.batch_size)
-        return self.predict_records(records(self.task, path), strict=strict, buffer=buffer)
+        source = records(self.task, path, keep)
+        return self.predict_records(source, strict=strict, buffer=buffer)
 
     def predict_records(
         self,
@@ -150,7 +174,8 @@ class Predictor:
             fail(i, _message(problem))
         for (i, _), row in zip(good, rows, strict=True):
             if row is not None:
-                out[i] = {**_fields(chunk[i]), **row}
+                kept = _fields(chunk[i])
+                out[i] = {**{f"input_{k}" if k in row else k: v for k, v in kept.items()}, **row}
         return [row for row in out if row is not None]
 
     def _split_rows(

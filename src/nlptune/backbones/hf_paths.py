@@ -48,7 +48,33 @@ def resolve_model_path(path: str) -> str:
             f"backbone.path {path}: not a local folder, not a packaged model and not in the hub "
             "cache, and HF_HUB_OFFLINE is set; download it first or point to a local folder"
         )
+    unreachable = _hub_unreachable()
+    if unreachable:  # fail now, not after transformers' retries
+        raise ModelError(
+            f"backbone.path {path}: not a local folder, not a packaged model and not in the hub "
+            f"cache, and the hub can't be reached ({unreachable}); download it where there is "
+            f"network (`huggingface-cli download {path}`, then copy ~/.cache/huggingface here) "
+            "or point backbone.path to a local folder"
+        )
     return path
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub can't be reached (a failed name lookup or connection within
+    ``timeout`` seconds), or None when it can, or when a proxy decides (not probed)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{host}:{port}: {err.strerror or err}"
+    return None
 
 
 @contextmanager
@@ -56,14 +82,15 @@ def quiet_transformers() -> Iterator[None]:
     """Silence transformers' loading reports and progress bars (nlptune reports what matters)."""
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         yield
-    finally:
+    finally:  # as it was: an enclosing quiet_transformers() stays quiet
         hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def first_line(err: BaseException) -> str:

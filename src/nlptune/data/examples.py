@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from nlptune.errors import DataError
@@ -25,6 +25,8 @@ class TextExample:
     text_pair: str | None = None
     label: Label = None
     where: str = ""
+    # prediction input from a table (CSV/TSV/JSON Lines): the row's fields, for ``--keep``
+    fields: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class TokenExample:
     tags: tuple[str, ...] | None = None
     where: str = ""
     id: str = ""  # CoNLL-U: the sentence's sent_id
+    # prediction input given as raw text: the text and each word's (start, end) in it
+    text: str | None = None
+    offsets: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,9 @@ class TokenHead(nn.Module):
             if path:
                 positions = order[i, : len(path)]
                 onehot[i, positions, torch.tensor(path, device=onehot.device)] = 1.0
-        out["logits"] = onehot
+        # the Viterbi tag of each word (argmax), valued at its probability under the emission
+        # scores alone (a confidence for the predicted entities)
+        out["logits"] = onehot * torch.softmax(emissions.float(), dim=-1)
         return out
 
 

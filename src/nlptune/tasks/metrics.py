@@ -47,3 +47,27 @@ def regression(gold: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "spearman": 0.0 if constant else float(spearmanr(gold, pred)[0]),
         "mse": float(np.mean((gold - pred) ** 2)) if len(gold) else 0.0,
     }
+
+
+def one_class(pred: list[str], gold: list[str], what: str = "example") -> str | None:
+    """Why predictions are degenerate: one class for every item although the gold data has
+    several (a model that has not learnt the task), or None. Items are label names."""
+    kinds = set(pred)
+    if len(pred) < 2 or len(kinds) != 1 or len(set(gold)) < 2:
+        return None
+    return (
+        f"the model predicts {next(iter(kinds))!r} for all {len(pred)} {what}s although the "
+        f"gold data has {len(set(gold))} classes: it has not learnt the task"
+    )
+
+
+DEGENERATE_ADVICE = (
+    "train longer (trainer.epochs or trainer.min_steps), try another trainer.lr (2e-5 to 1e-4 "
+    "for a transformer) or a smaller trainer.batch_size (more steps)"
+)
+
+
+def degenerate_warning(task: object, where: str) -> str | None:
+    """The warning for a task whose last evaluation found degenerate predictions, or None."""
+    why = getattr(task, "degenerate", None)
+    return f"warning: on {where}, {why}; {DEGENERATE_ADVICE}" if why else None

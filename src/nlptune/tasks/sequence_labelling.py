@@ -23,9 +23,11 @@ from nlptune.config import TaskConfig
 from nlptune.data.conll import from_bioes, read_conll, read_conllu, to_bioes
 from nlptune.data.examples import TokenExample
 from nlptune.data.features import Features, sequence_lengths
+from nlptune.data.words import split_words
 from nlptune.errors import ConfigError, DataError
 from nlptune.heads import HeadSpec, TokenHead
 from nlptune.registry import TASKS
+from nlptune.tasks import metrics
 
 _BIO = re.compile(r"^(O|[BIES]-.+)$")
 
@@ -41,6 +43,11 @@ class SequenceLabellingConfig(TaskConfig):
     crf: bool = Field(False, description="tagging: a CRF head (transitions, Viterbi) on softmax")
     subword_pooling: Literal["first", "mean"] = Field(
         "first", description="tagging: a word's scores from its first subword or their mean"
+    )
+    word_split: Literal["ptb", "whitespace"] = Field(
+        "ptb",
+        description="tagging: how raw text to predict on is cut into words; ptb splits "
+        "punctuation and clitics off as CoNLL/OntoNotes/UD data does, whitespace only at spaces",
     )
 
     def check_run(self, run: Any, where: str) -> None:
@@ -73,6 +80,7 @@ class SequenceLabelling:
         labels: list[str] | None = None,
         crf: bool = False,
         subword_pooling: str = "first",
+        word_split: str = "ptb",
         metric: str | None = None,
         format: str = "auto",
         token_column: int = 0,
@@ -88,6 +96,8 @@ class SequenceLabelling:
         )
         self.metric, self.format = metric, format
         self.token_column, self.tag_column = token_column, tag_column
+        self.degenerate: str | None = None  # set by evaluate(): why predictions are degenerate
+        self.word_split = word_split
         self.file_scheme, self.conllu_column = file_scheme, conllu_column
         self.labels: list[str] = list(labels or [])
         self.is_bio = True
@@ -234,22 +244,36 @@ class SequenceLabelling:
         features: Features,
     ) -> Iterator[tuple[int, list[str]]]:
         """Yield ``(sentence index, IOB2/POS tag per word)`` once all its windows are in."""
+        for n, tags, _ in self.decode_scored(rows, examples, features):
+            yield n, tags
+
+    def decode_scored(
+        self,
+        rows: Iterable[tuple[int, np.ndarray]],
+        examples: Sequence[TokenExample],
+        features: Features,
+    ) -> Iterator[tuple[int, list[str], list[float]]]:
+        """As :meth:`decode`, with each word's tag probability (softmax over the tag scores;
+        with a CRF, of the Viterbi tag under the emission scores)."""
         owner = [int(m[0]) for m in features.meta["example"]]
         left = np.bincount(owner, minlength=len(examples))
-        partial: dict[int, list[int]] = {}
+        partial: dict[int, tuple[list[int], list[float]]] = {}
         for i, logits in rows:
             n = owner[i]
-            tags = partial.setdefault(n, [-1] * len(examples[n].words))
+            size = len(examples[n].words)
+            tags, probs = partial.setdefault(n, ([-1] * size, [0.0] * size))
             lo, hi = features.meta["owned"][i]
             for t, w in enumerate(features.meta["word"][i]):
                 if lo <= w < hi:
-                    tags[w] = int(logits[t].argmax())
+                    scores = logits[t]
+                    tags[w] = int(scores.argmax())
+                    probs[w] = float(scores.max() if self.crf else _top_probability(scores))
             left[n] -= 1
             if left[n] == 0:
-                done = partial.pop(n)
+                done, chances = partial.pop(n)
                 if min(done, default=0) < 0:
                     raise RuntimeError(f"{examples[n].where}: a word was not scored")
-                yield n, self._to_scored([self.labels[j] for j in done])
+                yield n, self._to_scored([self.labels[j] for j in done]), chances
 
     def _to_scored(self, tags: list[str]) -> list[str]:
         return from_bioes(tags) if self.is_bio and self.scheme == "bioes" else tags
@@ -276,10 +300,11 @@ class SequenceLabelling:
                 for p, g in zip(ps, gs, strict=True)
             )
             / max(words, 1),
-            "words_scored": float(words),
+            "words_scored": words,
         }
         if self.is_bio:
             out.update(_entity_scores(gold, pred))
+        self.degenerate = _degenerate(pred, gold, self.is_bio)
         return out
 
     def predictions(
@@ -289,11 +314,14 @@ class SequenceLabelling:
         features: Features,
     ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [{} for _ in examples]
-        for n, tags in self.decode(rows, examples, features):
-            words = list(examples[n].words)
+        for n, tags, probs in self.decode_scored(rows, examples, features):
+            example = examples[n]
+            words = list(example.words)
             row: dict[str, Any] = {"words": words, "tags": tags}
+            if example.offsets is not None:
+                row["offsets"] = [list(span) for span in example.offsets]
             if self.is_bio:
-                row["entities"] = _spans(words, tags)
+                row["entities"] = _spans(words, tags, probs, example.text, example.offsets)
             out[n] = row
         return out
 
@@ -305,14 +333,27 @@ class SequenceLabelling:
         if isinstance(item, TokenExample):
             return item
         if isinstance(item, str):
-            return TokenExample(tuple(item.split()), None, where)
+            return self._from_text(item, where)
         if isinstance(item, (list, tuple)) and all(isinstance(w, str) for w in item):
             return TokenExample(tuple(item), None, where)
         if isinstance(item, dict) and isinstance(item.get("words"), list):
             return TokenExample(tuple(str(w) for w in item["words"]), None, where)
         if isinstance(item, dict) and isinstance(item.get("text"), str):
-            return TokenExample(tuple(item["text"].split()), None, where)
+            return self._from_text(item["text"], where)
         raise DataError(f"{where}: expected a sentence, a list of words, or {{words}} / {{text}}")
+
+    def _from_text(self, text: str, where: str) -> TokenExample:
+        """Raw text cut into words (``task.word_split``), each with its character offsets."""
+        if self.word_split == "whitespace":
+            found = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+        else:
+            found = split_words(text)
+        if not found:
+            raise DataError(f"{where}: no words to tag")
+        words = tuple(w for w, _, _ in found)
+        return TokenExample(
+            words, None, where, text=text, offsets=tuple((a, b) for _, a, b in found)
+        )
 
 
 def _spread(first: np.ndarray) -> np.ndarray:
@@ -371,12 +412,29 @@ def _entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, fl
     return out
 
 
-def _spans(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
-    """Entities with character offsets in the words joined by single spaces."""
-    starts, pos = [], 0
-    for w in words:
-        starts.append(pos)
-        pos += len(w) + 1
+def _top_probability(scores: np.ndarray) -> float:
+    shifted = np.exp(scores - scores.max())
+    return float(1.0 / shifted.sum())  # the largest entry's softmax probability
+
+
+def _spans(
+    words: list[str],
+    tags: list[str],
+    probs: list[float] | None = None,
+    text: str | None = None,
+    offsets: tuple[tuple[int, int], ...] | None = None,
+) -> list[dict[str, Any]]:
+    """Entities with character offsets: in ``text`` where the words came from raw text (its
+    exact characters), else in the words joined by single spaces; ``score`` is the mean
+    probability of the entity's word tags."""
+    if offsets is None:
+        starts, pos = [], 0
+        for w in words:
+            starts.append(pos)
+            pos += len(w) + 1
+        ends = [a + len(w) for a, w in zip(starts, words, strict=True)]
+    else:
+        starts, ends = [a for a, _ in offsets], [b for _, b in offsets]
     out: list[dict[str, Any]] = []
     for i, tag in enumerate(tags):
         if tag.startswith("B-") or (
@@ -388,7 +446,26 @@ def _spans(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
             out[-1]["end_word"] = i + 1
     for ent in out:
         a, b = ent["start_word"], ent["end_word"]
-        ent.update(
-            text=" ".join(words[a:b]), start=starts[a], end=starts[b - 1] + len(words[b - 1])
+        start, end = starts[a], ends[b - 1]
+        shown = (
+            text[start:end] if text is not None and offsets is not None else " ".join(words[a:b])
         )
+        ent.update(text=shown, start=start, end=end)
+        if probs is not None:
+            ent["score"] = round(sum(probs[a:b]) / (b - a), 4)
     return out
+
+
+def _degenerate(pred: list[list[str]], gold: list[list[str]], bio: bool) -> str | None:
+    """Entity tagging that finds no entity though the gold data has some (every tag 'O'), or
+    POS-style tagging with one tag for every word."""
+    if bio:
+        inside = sum(t != "O" for tags in gold for t in tags)
+        if inside and all(t == "O" for tags in pred for t in tags):
+            return (
+                f"the model tags every word 'O' (no entity) in all {len(pred)} sentences "
+                f"although {inside} gold words are in entities: it has not learnt the task"
+            )
+        return None
+    flat = [t for tags in pred for t in tags]
+    return metrics.one_class(flat, [t for tags in gold for t in tags], "word")

@@ -68,7 +68,7 @@ def score(
         for qid in golds:
             if na_diff.get(qid, float("-inf")) > threshold:  # predict no answer
                 ex[qid] = fs[qid] = float(qid not in has_set)
-    out = {"exact": _mean(ex, golds), "f1": _mean(fs, golds), "total": float(len(golds))}
+    out = {"exact": _mean(ex, golds), "f1": _mean(fs, golds), "total": len(golds)}
     no = [q for q in golds if q not in has_set]
     if no or na_diff is not None:
         out.update(

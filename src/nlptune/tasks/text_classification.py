@@ -113,7 +113,8 @@ def _read_examples(path: str, data: Columns, pair: bool, labelled: bool) -> list
             if table.error(i):
                 raise DataError(str(table.error(i)))
             second = _text(seconds[i], table, i, other) if seconds and other is not None else None
-            return TextExample(_text(firsts[i], table, i, data.text), second, None, table.where(i))
+            first = _text(firsts[i], table, i, data.text)
+            return TextExample(first, second, None, table.where(i), fields=table.rows[i])
 
         return [guarded(True, table.where(i), partial(row, i)) for i in range(len(firsts))]
     texts = [_text(v, table, i, data.text) for i, v in enumerate(table.column(data.text))]
@@ -213,6 +214,7 @@ class TextClassification:
         self.max_length, self.threshold, self.metric = max_length, threshold, metric
         self.data = Columns(**columns)
         self.problem: str = problem
+        self.degenerate: str | None = None  # set by evaluate(): why predictions are degenerate
         self.labels: list[str] = list(labels or [])
 
     @staticmethod
@@ -404,7 +406,11 @@ class TextClassification:
         if self.problem == "multi_label":
             probs = 1.0 / (1.0 + np.exp(-logits))
             return metrics.multi_label(gold.astype(int), (probs >= self.threshold).astype(int))
-        return metrics.single_label(gold, logits.argmax(axis=1), len(self.labels))
+        pred = logits.argmax(axis=1)
+        self.degenerate = metrics.one_class(
+            [self.labels[i] for i in pred], [self.labels[i] for i in gold]
+        )
+        return metrics.single_label(gold, pred, len(self.labels))
 
 
 def _natural(name: str) -> tuple[int, float | str]:

@@ -67,6 +67,7 @@ class WordSense:
         )
         self.labels: list[str] = []
         self.lemma_senses: dict[str, list[int]] = {}
+        self.degenerate: str | None = None  # set by evaluate(): why predictions are degenerate
 
     @property
     def main_metric(self) -> str:
@@ -211,6 +212,9 @@ class WordSense:
         logits = self._restrict(collect(rows, len(features)), examples)
         gold, pred = features.values["labels"], logits.argmax(axis=1)
         scores = metrics.single_label(gold, pred, len(self.labels))
+        self.degenerate = metrics.one_class(
+            [self.labels[i] for i in pred], [str(e.label) for e in examples], "target"
+        )
         out = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
         if all(name.startswith("p.") for name in self.labels):
             golds = [_role_function(str(e.label)) for e in examples]

@@ -16,6 +16,7 @@ import torch
 
 from nlptune.data.batching import collate, eval_batches
 from nlptune.data.features import Features
+from nlptune.progress import Progress
 
 
 class FixedBatches:
@@ -41,13 +42,14 @@ def stream(
     autocast: Callable[[], AbstractContextManager[Any]],
     accelerator: Any = None,
     by_length: bool = True,
+    progress: Progress | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Run ``forward(batch) -> (B, ...)`` over every item and yield ``(index, output row)``.
 
     Items go in length-sorted batches (``by_length``) or in index order; under several processes
     every process yields every row (gathered with ``gather_for_metrics``). ``make_batch(indices)``
     builds a batch dict that includes ``index`` (which ``forward`` sees too). Raises if any item
-    was not scored.
+    was not scored. ``progress`` counts the items as they are scored (and is closed at the end).
     """
     n = len(lengths)
     if by_length:
@@ -72,10 +74,14 @@ def stream(
             rows = list(zip(index.tolist(), result, strict=True))
             if sharded:
                 rows = accelerator.gather_for_metrics(rows, use_gather_object=True)
-            for i, row in rows:
-                if not seen[i]:
-                    seen[i] = True
-                    yield i, row
+            fresh = [(i, row) for i, row in rows if not seen[i]]
+            for i, row in fresh:
+                seen[i] = True
+                yield i, row
+            if progress is not None:
+                progress.update(len(fresh))
+    if progress is not None:
+        progress.close()
     if not seen.all():
         raise RuntimeError(f"evaluation scored {int(seen.sum())} of {n} items")
 

@@ -1,4 +1,4 @@
-"""Run logging: a progress bar, train_log.jsonl and TensorBoard (main process only)."""
+"""Run logging: progress, train_log.jsonl and TensorBoard (main process only)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
+
+from nlptune.progress import Progress
 
 logger = logging.getLogger("nlptune")
 
@@ -32,17 +34,12 @@ class RunLog:
                 self.writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
             except ImportError:  # tensorboard not installed: JSON log only
                 logger.warning("tensorboard is not installed; logging to train_log.jsonl only")
-        self.bar: Any = None
-        if main and progress:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+        self.progress = Progress(
+            "training", total, "step", enabled=main and progress, initial=start
+        )
 
     def step(self, step: int, **values: float) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            if values:
-                self.bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+        self.progress.update(1, **values)
 
     def event(self, kind: str, step: int, values: dict[str, Any]) -> None:
         if not self.main:
@@ -67,14 +64,10 @@ class RunLog:
     def write(self, text: str) -> None:
         if not self.main:
             return
-        if self.bar is not None:
-            self.bar.write(text)
-        else:
-            logger.info(text)
+        self.progress.write(text)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.progress.close()
         if self.writer is not None:
             self.writer.close()
         if self.file is not None:

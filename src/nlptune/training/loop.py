@@ -9,6 +9,7 @@ optimizer, schedule and loop state, so a resumed run equals an uninterrupted one
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,12 +25,15 @@ from nlptune.config import TrainerConfig
 from nlptune.data.batching import collate, train_batches
 from nlptune.data.features import Features
 from nlptune.errors import NlptuneError
+from nlptune.progress import Progress
 from nlptune.training import checkpoint as ckpt
 from nlptune.training.evaluate import stream
 from nlptune.training.frozen_cache import CachedEncoder
 from nlptune.training.log import RunLog
 from nlptune.training.optim import linear_schedule, make_optimizer, param_groups, warmup_steps
 from nlptune.training.plan import Plan, enable
+
+logger = logging.getLogger("nlptune")
 
 
 @dataclass
@@ -46,6 +50,8 @@ class LoopState:
     bad_evals: int = 0
     train_seconds: float = 0.0
     stopped_early: bool = False
+    wall_seconds: float = 0.0  # of the processes before a resume (saved with the checkpoint)
+    epochs_done: float = 0.0  # passes over the data, a fraction for a run stopped mid-epoch
 
 
 @dataclass
@@ -74,6 +80,8 @@ class Job:
     prepare_batch: Callable[[dict[str, Any], int], None] | None = None
     # how many terms a batch's loss is the mean of (masked tokens); None: of its items
     loss_terms: Callable[[dict[str, Any]], int | None] | None = None
+    # the run's wall time so far, resumed processes included (set by fit)
+    wall: Callable[[], float] = lambda: 0.0
 
 
 def steps_per_epoch(job: Job) -> int:
@@ -81,6 +89,42 @@ def steps_per_epoch(job: Job) -> int:
     n, minimum = len(job.train), job.accelerator.num_processes * t.grad_accum
     full, rest = divmod(n, t.batch_size)
     return full + (1 if rest >= minimum else 0)
+
+
+FEW_STEPS = 100  # fewer optimizer steps than this: warned before training starts
+
+
+def planned_steps(t: TrainerConfig, per_epoch: int, examples: int, main: bool = True) -> int:
+    """The run's optimizer steps: ``max_steps``, else ``epochs`` passes but at least
+    ``min_steps``; says so when ``min_steps`` adds epochs, and warns when the run is short."""
+    total = t.max_steps or math.ceil(t.epochs * per_epoch)
+    if not t.max_steps and total < t.min_steps:
+        if main:
+            logger.info(
+                "%d examples make %d steps per epoch at trainer.batch_size=%d; "
+                "trainer.epochs=%g is %d steps, fewer than trainer.min_steps=%d: training %d "
+                "steps (%.1f epochs); set trainer.min_steps=0 to train %g epochs only",
+                examples,
+                per_epoch,
+                t.batch_size,
+                t.epochs,
+                total,
+                t.min_steps,
+                t.min_steps,
+                t.min_steps / per_epoch,
+                t.epochs,
+            )
+        total = t.min_steps
+    if total < FEW_STEPS and main:
+        logger.warning(
+            "warning: this run makes only %d optimizer steps (%d examples, batch %d); runs this "
+            "short often end with one class for every prediction. Raise trainer.epochs or "
+            "trainer.min_steps, or lower trainer.batch_size",
+            total,
+            examples,
+            t.batch_size,
+        )
+    return total
 
 
 def fit(job: Job) -> LoopState:
@@ -91,7 +135,7 @@ def fit(job: Job) -> LoopState:
         raise NlptuneError(
             f"{len(job.train)} training examples make no batch of trainer.batch_size={t.batch_size}"
         )
-    total = t.max_steps or math.ceil(t.epochs * per_epoch)
+    total = planned_steps(t, per_epoch, len(job.train), acc.is_main_process)
     model = job.model
     optimizer = make_optimizer(
         param_groups(model, job.plan, t.lr, t.head_lr or t.lr, t.weight_decay), acc.device
@@ -108,6 +152,8 @@ def fit(job: Job) -> LoopState:
                 f"--resume: no checkpoint under {last.parent}; start without --resume"
             )
         state = LoopState(**ckpt.load_checkpoint(found, model, optimizer, scheduler))
+        if acc.is_main_process:
+            logger.info("resuming from step %d of %d (%s)", state.step, total, found)
     enable(model, job.plan)
     _replan(job, state)
     wrapped, optimizer = acc.prepare(model, optimizer)
@@ -119,10 +165,13 @@ def fit(job: Job) -> LoopState:
         progress=t.progress,
         tensorboard=t.tensorboard,
     )
+    before, started = state.wall_seconds, time.perf_counter()
+    job.wall = lambda: before + time.perf_counter() - started
     try:
         _run(job, wrapped, optimizer, scheduler, state, total, per_epoch, log, last, best)
     finally:
         log.close()
+    state.epochs_done = round(state.epoch + state.batch_in_epoch / per_epoch, 4)
     if state.best_step >= 0 and (best / "model.safetensors").is_file():
         ckpt.load_weights(model, best)
     return state
@@ -318,6 +367,13 @@ def evaluate_dev(job: Job) -> dict[str, float]:
         autocast=job.accelerator.autocast,
         accelerator=job.accelerator,
         by_length=job.eval_by_length,
+        progress=Progress(
+            "evaluating dev",
+            len(lengths),
+            "example",
+            enabled=job.trainer.progress and job.accelerator.is_main_process,
+            leave=False,
+        ),
     )
     try:
         assert job.evaluate is not None
@@ -371,5 +427,6 @@ def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
 
 def _checkpoint(job: Job, optimizer: Any, scheduler: Any, state: LoopState, last: Path) -> None:
     if job.accelerator.is_main_process:
-        ckpt.save_checkpoint(last, job.model, job.plan.params, optimizer, scheduler, asdict(state))
+        saved = {**asdict(state), "wall_seconds": job.wall()}  # what a resumed run adds to
+        ckpt.save_checkpoint(last, job.model, job.plan.params, optimizer, scheduler, saved)
     job.accelerator.wait_for_everyone()
