@@ -15,6 +15,7 @@ from typing import Any
 
 from nlptune import artefact, build, stages
 from nlptune.backbones.hf_paths import quiet_transformers
+from nlptune.card import write_card
 from nlptune.config import RunConfig, load_config
 from nlptune.config import validate as config_validate
 from nlptune.errors import ConfigError
@@ -148,8 +149,14 @@ def train(
     if accelerator.is_main_process:
         labels = p.task.state()
         meta = artefact.run_meta(run.seed, {s: d.path for s, d in splits.items()})
+        save = build.save_model(p, model, text)
+
+        def write_model(target: Path) -> None:
+            save(target)
+            write_card(target / "README.md", run.to_dict(), p.task.export(), labels, metrics, meta)
+
         with quiet_transformers():  # no "Writing model shards" bar
-            artefact.finish_run(folder, build.save_model(p, model, text), labels, metrics, meta)
+            artefact.finish_run(folder, write_model, labels, metrics, meta)
         if not run.trainer.keep_checkpoints:
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         _summary(run, p.task, metrics, folder)

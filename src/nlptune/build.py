@@ -25,6 +25,7 @@ from nlptune.errors import ConfigError
 from nlptune.heads.model import TaskModel
 from nlptune.registry import BACKBONES, STRATEGIES, TASKS
 from nlptune.tasks.base import Task
+from nlptune.training import trackers
 
 logger = logging.getLogger("nlptune")
 
@@ -97,6 +98,7 @@ def check(p: Parts, run: RunConfig) -> None:
     if check_heads is not None:
         check_heads({spec.kind for spec in p.task.heads().values()})
     p.strategy.check(p.backbone.num_layers())
+    trackers.check(run.trainer)
 
 
 @dataclass
@@ -293,6 +295,7 @@ def train_model(
         eval_by_length=p.task.eval_by_length,
         prepare_batch=_prepare_batch(p.task, run.seed),
         loss_terms=getattr(p.task, "loss_terms", None),
+        config=run.to_dict(),
     )
     return fit(job), model
 

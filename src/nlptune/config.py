@@ -135,6 +135,9 @@ class StrategyConfig(Section):
     )
 
 
+Tracker = Literal["tensorboard", "mlflow", "wandb", "aim", "comet_ml", "clearml", "dvclive"]
+
+
 class TrainerConfig(Section):
     epochs: float = Field(3, gt=0, description="passes over the training data")
     max_steps: int | None = Field(
@@ -183,7 +186,14 @@ class TrainerConfig(Section):
     log_every: int = Field(10, ge=1, description="log loss and learning rate every N steps")
     num_threads: int | None = Field(None, ge=1, description="CPU threads (null: torch default)")
     progress: bool = Field(True, description="show a progress bar")
-    tensorboard: bool = Field(True, description="write TensorBoard event files under the run")
+    report_to: list[Tracker] = Field(
+        ["tensorboard"],
+        description="experiment trackers (accelerate's): tensorboard (event files under the "
+        "run), mlflow, wandb, aim, comet_ml, clearml, dvclive; [] for none",
+    )
+    tensorboard: bool = Field(
+        True, description="false drops tensorboard from report_to (the older switch)"
+    )
     keep_checkpoints: bool = Field(
         False, description="keep checkpoints/ (resume state, best weights) after a finished run"
     )

@@ -1,23 +1,34 @@
-"""Run logging: progress, train_log.jsonl and TensorBoard (main process only)."""
+"""Run logging: progress, train_log.jsonl and experiment trackers (main process only)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nlptune.progress import Progress
+from nlptune.training import trackers as tracking
 
 logger = logging.getLogger("nlptune")
 
 
 class RunLog:
-    """Writes one JSON object per event to ``train_log.jsonl`` and scalars to TensorBoard."""
+    """Writes one JSON object per event to ``train_log.jsonl`` and its numbers to the run's
+    experiment trackers (``trainer.report_to``)."""
 
     def __init__(
-        self, folder: Path, *, main: bool, total: int, start: int, progress: bool, tensorboard: bool
+        self,
+        folder: Path,
+        *,
+        main: bool,
+        total: int,
+        start: int,
+        progress: bool,
+        trackers: Sequence[str] = (),
+        config: dict[str, Any] | None = None,
     ) -> None:
         self.main = main
         self.start_time = time.perf_counter()
@@ -26,14 +37,9 @@ class RunLog:
             if main
             else None
         )
-        self.writer: Any = None
-        if main and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
-            except ImportError:  # tensorboard not installed: JSON log only
-                logger.warning("tensorboard is not installed; logging to train_log.jsonl only")
+        self.trackers: list[Any] = (
+            tracking.start(trackers, folder, tracking.flat_config(config or {})) if main else []
+        )
         self.progress = Progress(
             "training", total, "step", enabled=main and progress, initial=start
         )
@@ -53,10 +59,13 @@ class RunLog:
         assert self.file is not None
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
-        if self.writer is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"{kind}/{key}", value, step)
+        numbers = {
+            f"{kind}/{k}": v
+            for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        for tracker in self.trackers:
+            tracker.log(numbers, step=step)
         if kind == "eval":
             shown = ", ".join(f"{k}={v:.4f}" for k, v in values.items() if isinstance(v, float))
             self.write(f"step {step}: {shown}")
@@ -68,7 +77,7 @@ class RunLog:
 
     def close(self) -> None:
         self.progress.close()
-        if self.writer is not None:
-            self.writer.close()
+        for tracker in self.trackers:
+            tracker.finish()
         if self.file is not None:
             self.file.close()

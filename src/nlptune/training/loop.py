@@ -27,6 +27,7 @@ from nlptune.data.features import Features
 from nlptune.errors import NlptuneError
 from nlptune.progress import Progress
 from nlptune.training import checkpoint as ckpt
+from nlptune.training import trackers as tracking
 from nlptune.training.evaluate import stream
 from nlptune.training.frozen_cache import CachedEncoder
 from nlptune.training.log import RunLog
@@ -80,6 +81,7 @@ class Job:
     prepare_batch: Callable[[dict[str, Any], int], None] | None = None
     # how many terms a batch's loss is the mean of (masked tokens); None: of its items
     loss_terms: Callable[[dict[str, Any]], int | None] | None = None
+    config: dict[str, Any] | None = None  # the run's resolved config, for the trackers
     # the run's wall time so far, resumed processes included (set by fit)
     wall: Callable[[], float] = lambda: 0.0
 
@@ -163,7 +165,8 @@ def fit(job: Job) -> LoopState:
         total=total,
         start=state.step,
         progress=t.progress,
-        tensorboard=t.tensorboard,
+        trackers=tracking.wanted(t),
+        config=job.config,
     )
     before, started = state.wall_seconds, time.perf_counter()
     job.wall = lambda: before + time.perf_counter() - started
