@@ -53,6 +53,7 @@ def run_demo(output_dir: Path) -> None:
             f"data.dev={dev_path}",
             f"output_dir={output_dir}",
             "trainer.epochs=4",
+            "trainer.min_steps=100",  # 40 steps at 4 epochs: min_steps makes it 10 (logged)
             "trainer.batch_size=16",
             "trainer.lr=1e-4",
         ],

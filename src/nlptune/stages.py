@@ -25,6 +25,7 @@ SECTIONS = ("task", "data", "backbone", "strategy", "trainer", "seed", "output_d
 SAFE_KEYS = {
     "trainer.progress",
     "trainer.tensorboard",
+    "trainer.report_to",
     "trainer.num_threads",
     "trainer.log_every",
     "trainer.keep_checkpoints",
