@@ -18,9 +18,11 @@ from nlptune.backbones.hf_paths import quiet_transformers
 from nlptune.card import write_card
 from nlptune.config import RunConfig, load_config
 from nlptune.config import validate as config_validate
+from nlptune.data.features import source_digest
 from nlptune.errors import ConfigError
 from nlptune.logs import show_messages
 from nlptune.tasks.metrics import degenerate_warning
+from nlptune.training.checkpoint import find_checkpoint
 
 logger = logging.getLogger("nlptune")
 
@@ -104,15 +106,33 @@ def train(
     p = build.parts(run)
     build.check(p, run)
     splits = build.read_splits(run, p.task)  # data errors surface before weights load
+    digests = {name: source_digest(data.path) for name, data in splits.items()}
+    if resume:
+        _check_resume(folder, run, digests)
 
     from nlptune.training import runtime
 
     accelerator = runtime.make_accelerator(run.trainer.precision, run.trainer.num_threads)
-    if accelerator.is_main_process:
-        if overwrite and not resume:
-            shutil.rmtree(folder, ignore_errors=True)
-        artefact.start_run(folder, run.to_yaml())
-    accelerator.wait_for_everyone()
+    main = accelerator.is_main_process
+    with artefact.RunLock(folder) if main else contextlib.nullcontext():
+        if main:
+            if overwrite and not resume:
+                artefact.clear_run(folder)  # what an earlier run wrote, nothing else
+            artefact.start_run(folder, run.to_yaml(), digests)
+        accelerator.wait_for_everyone()
+        return _train(run, p, splits, accelerator, callbacks, resume)
+
+
+def _train(
+    run: RunConfig,
+    p: build.Parts,
+    splits: dict[str, Any],
+    accelerator: Any,
+    callbacks: Sequence[Callable[[Any], None]],
+    resume: bool,
+) -> RunResult:
+    """Train a started run (its folder locked) and save it."""
+    folder = Path(run.output_dir)
     started = time.perf_counter()
     text = build.text_encoder(p, splits["train"])
     build.use_text(p.task, text)
@@ -125,7 +145,9 @@ def train(
                 len(data.examples),
                 "feature cache hit" if hit else "tokenized and cached",
             )
-    state, model = build.train_model(run, p, splits, text, accelerator, callbacks, resume)
+    state, model = build.train_model(
+        run, p, splits, text, accelerator, callbacks, resume, started=started
+    )
     metrics: dict[str, Any] = {
         "best_step": state.best_step,
         "steps": state.step,
@@ -251,9 +273,22 @@ def _reuse(stage: stages.Stage, run: RunConfig, folder: Path) -> RunResult:
 
 
 def _check_output_dir(folder: Path, resume: bool, overwrite: bool) -> None:
+    """What may happen to ``folder``: nothing but a run is ever written into or cleared;
+    ``--resume`` needs an unfinished run with a checkpoint."""
     if resume and overwrite:
         raise ConfigError("choose one of --resume and --overwrite")
+    artefact.check_output_dir(folder)
     if resume:
+        if artefact.is_complete(folder):
+            raise ConfigError(
+                f"--resume: output_dir {folder} holds a finished run, nothing to resume; pass "
+                "--overwrite to train it again"
+            )
+        if find_checkpoint(folder / "checkpoints" / "last") is None:
+            raise ConfigError(
+                f"--resume: output_dir {folder} has no checkpoint to resume from (the run "
+                "stopped before its first one); pass --overwrite to start it again"
+            )
         return
     if artefact.is_complete(folder) and not overwrite:
         raise ConfigError(
@@ -265,6 +300,29 @@ def _check_output_dir(folder: Path, resume: bool, overwrite: bool) -> None:
             f"output_dir {folder} holds an unfinished run; pass --resume to continue it or "
             "--overwrite to start again"
         )
+
+
+def _check_resume(folder: Path, run: RunConfig, digests: dict[str, str | None]) -> None:
+    """Refuse to resume with another config (other than keys that only change how the run is
+    shown or how fast it goes, ``stages.SAFE_KEYS``) or other data than the run started with."""
+    saved = artefact.read_config(folder)
+    with contextlib.suppress(ConfigError):  # resolved as today's code would
+        saved = config_validate({**saved, "output_dir": run.output_dir}).to_dict()
+    changes = stages.changed_keys(saved, run.to_dict())
+    if changes:
+        raise ConfigError(
+            f"--resume: the config differs from the one {folder} started with "
+            f"({'; '.join(changes[:4])}); resume with that config (its config.yaml), or pass "
+            "--overwrite to start again"
+        )
+    before = artefact.started_data(folder)
+    for split, digest in digests.items():
+        if before.get(split) not in (None, digest):
+            raise ConfigError(
+                f"--resume: data.{split} ({run.data.model_dump().get(split)}) changed since the "
+                "run started (its sha256 differs); resume with the same data, or pass "
+                "--overwrite to start again"
+            )
 
 
 def _summary(run: RunConfig, task: Any, metrics: dict[str, Any], folder: Path) -> None:

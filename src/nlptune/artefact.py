@@ -11,11 +11,18 @@
 
 ``meta.json`` marks a finished run: it is removed when a run (re)starts and written only after
 everything else is in place, so a crash never leaves a directory that loads as complete.
+
+``.nlptune-run`` is written first, before anything else: it marks the folder as nlptune's (and
+holds the data files' sha256, which ``--resume`` compares). nlptune writes into, and with
+``--overwrite`` clears, only a folder that is empty or marked (or a run made before the marker),
+and then removes only the entries it writes itself (``OWN``); anything else in it stays.
+``.nlptune-lock`` is held (``flock``) by the one process writing the run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -30,17 +37,124 @@ from nlptune.data.features import atomic_write, source_digest
 from nlptune.errors import NlptuneError
 
 META = "meta.json"
+MARKER = ".nlptune-run"
+LOCK = ".nlptune-lock"
+# what a run writes into its folder (the only entries --overwrite removes)
+OWN = (
+    MARKER,
+    "config.yaml",
+    "labels.json",
+    "model",
+    "metrics.json",
+    "train_log.jsonl",
+    "tensorboard",
+    "checkpoints",
+    ".staging",
+    META,
+)
 
 
 def is_complete(folder: Path) -> bool:
     return (folder / META).is_file()
 
 
-def start_run(folder: Path, config_yaml: str) -> None:
-    """Mark ``folder`` as a run in progress and store its resolved config."""
+def is_run(folder: Path) -> bool:
+    """Whether ``folder`` is an nlptune run (marked, or a run made before the marker)."""
+    if (folder / MARKER).is_file():
+        return True
+    return (folder / "config.yaml").is_file() and any(
+        (folder / name).exists() for name in (META, "checkpoints", "train_log.jsonl")
+    )
+
+
+def check_output_dir(folder: Path) -> None:
+    """Refuse an output_dir that nlptune must not write into: a file, or a folder with other
+    things in it that is not a run."""
+    if folder.exists() and not folder.is_dir():
+        raise NlptuneError(f"output_dir {folder} is a file; name a folder")
+    if folder.is_dir() and not is_run(folder):
+        others = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise NlptuneError(
+                f"output_dir {folder} holds files that are not an nlptune run ({shown}); "
+                "nlptune writes runs only into new, empty or run folders: set output_dir=... to "
+                "another folder"
+            )
+
+
+def clear_run(folder: Path) -> None:
+    """Remove what a run wrote (``OWN``) from ``folder``; other files stay."""
+    for name in OWN:
+        target = folder / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+
+
+def start_run(folder: Path, config_yaml: str, data: dict[str, str | None] | None = None) -> None:
+    """Mark ``folder`` as a run in progress (the marker first, with the data files' sha256)
+    and store its resolved config."""
     folder.mkdir(parents=True, exist_ok=True)
+    marker = {"nlptune": _version(), "data": data or {}}
+    write_json(folder / MARKER, marker)
     (folder / META).unlink(missing_ok=True)
     atomic_write(folder / "config.yaml", lambda f: f.write(config_yaml), mode="w")
+
+
+def started_data(folder: Path) -> dict[str, str | None]:
+    """The data files' sha256 recorded when the run in ``folder`` started ({} if unknown)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    data = marker.get("data") if isinstance(marker, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _version() -> str:
+    from nlptune import __version__
+
+    return __version__
+
+
+class RunLock:
+    """The one writer of a run folder: an exclusive ``flock`` on ``.nlptune-lock``, released
+    when the process ends however it ends (so a lock is never stale)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.handle: Any = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 (held)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise NlptuneError(
+                f"output_dir {self.folder} is in use by another nlptune run ({holder}); wait "
+                "for it to end or set output_dir=... to another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()  # releases the lock
+            self.handle = None
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -69,6 +183,19 @@ def finish_run(
         item.replace(target)
     staging.rmdir()
     write_json(folder / META, meta)
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """The config a run (finished or not) in ``folder`` started with."""
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise NlptuneError(
+            f"{folder / 'config.yaml'}: can't read the run's config: {err}"
+        ) from None
+    if not isinstance(config, dict):
+        raise NlptuneError(f"{folder / 'config.yaml'}: not a run config")
+    return config
 
 
 def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -242,8 +242,10 @@ def train_model(
     accelerator: Any,
     callbacks: Sequence[Callable[[Any], None]],
     resume: bool,
+    started: float | None = None,
 ) -> tuple[Any, TaskModel]:
-    """Load the model, apply the strategy, cache frozen outputs, run the loop."""
+    """Load the model, apply the strategy, cache frozen outputs, run the loop (``started``:
+    when this process began the run, ``time.perf_counter()``, for its wall time)."""
     import torch
 
     from nlptune.training.loop import Job, fit
@@ -296,6 +298,7 @@ def train_model(
         prepare_batch=_prepare_batch(p.task, run.seed),
         loss_terms=getattr(p.task, "loss_terms", None),
         config=run.to_dict(),
+        started=started,
     )
     return fit(job), model
 

@@ -204,6 +204,11 @@ class TrainerConfig(Section):
             raise ValueError(
                 "can't set both trainer.warmup_ratio and trainer.warmup_steps; choose one"
             )
+        if self.grad_accum > self.batch_size:
+            raise ValueError(
+                f"trainer.grad_accum={self.grad_accum} is more than trainer.batch_size="
+                f"{self.batch_size}: every micro-batch needs an example; lower grad_accum"
+            )
         return self
 
 

@@ -28,6 +28,7 @@ SAFE_KEYS = {
     "trainer.report_to",
     "trainer.num_threads",
     "trainer.log_every",
+    "trainer.save_every",
     "trainer.keep_checkpoints",
     "trainer.eval_batch_size",
     "data.cache_dir",

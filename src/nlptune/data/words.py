@@ -10,6 +10,7 @@ e-mail addresses and URLs stay whole. Offsets index the original string, so an e
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _TITLES = (
     "mr|mrs|ms|dr|prof|st|jr|sr|inc|corp|ltd|co|vs|etc|gen|gov|sen|rep|lt|col|sgt|capt|mt|ft|"
@@ -24,7 +25,7 @@ _WORD = re.compile(
     | (?i:\b(?:"""
     + _TITLES
     + r""")\.)(?=\s+\w|,)                 # Mr. Smith, Inc.,
-    | \d+(?:[.,:/-]\d+)*(?:st|nd|rd|th|%)?                          # 1,000.50 12:30 1st
+    | \d+(?:[.,:/-]\d+)*(?:st|nd|rd|th|%)?(?!\w|-\w)                # 1,000.50 12:30 1st
     | \w+(?=n['’]t\b)                                               # do  (of don't)
     | n['’]t\b                                                      # n't
     | (?i:"""
@@ -41,5 +42,20 @@ _WORD = re.compile(
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
-    """``(word, start, end)`` for every word of ``text``; ``text[start:end] == word``."""
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+    """``(word, start, end)`` for every word of ``text``; ``text[start:end] == word``.
+    Combining marks (a decomposed "é" is "e" + U+0301) stay in their word."""
+    out: list[tuple[str, int, int]] = []
+    for m in _WORD.finditer(text):
+        start, end = m.start(), m.end()
+        if out and out[-1][2] == start and (_marks(m.group()) or _mark(text[start - 1])):
+            start = out.pop()[1]
+        out.append((text[start:end], start, end))
+    return out
+
+
+def _mark(char: str) -> bool:
+    return unicodedata.category(char).startswith("M")
+
+
+def _marks(word: str) -> bool:
+    return all(_mark(c) for c in word)

@@ -32,6 +32,8 @@ class RunLog:
     ) -> None:
         self.main = main
         self.start_time = time.perf_counter()
+        if main and start > 0:
+            _cut(folder / "train_log.jsonl", start)
         self.file = (
             open(folder / "train_log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
             if main
@@ -81,3 +83,22 @@ class RunLog:
             tracker.finish()
         if self.file is not None:
             self.file.close()
+
+
+def _cut(path: Path, step: int) -> None:
+    """Drop the records after ``step`` (logged after the checkpoint a run resumes from), so a
+    resumed run's log has each step once."""
+    if not path.is_file():
+        return
+    kept = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by the crash
+            if isinstance(record, dict) and int(record.get("step", 0)) <= step:
+                kept.append(json.dumps(record) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    tmp.replace(path)

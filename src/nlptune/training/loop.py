@@ -82,6 +82,7 @@ class Job:
     # how many terms a batch's loss is the mean of (masked tokens); None: of its items
     loss_terms: Callable[[dict[str, Any]], int | None] | None = None
     config: dict[str, Any] | None = None  # the run's resolved config, for the trackers
+    started: float | None = None  # when this process began the run (perf_counter)
     # the run's wall time so far, resumed processes included (set by fit)
     wall: Callable[[], float] = lambda: 0.0
 
@@ -89,6 +90,8 @@ class Job:
 def steps_per_epoch(job: Job) -> int:
     t = job.trainer
     n, minimum = len(job.train), job.accelerator.num_processes * t.grad_accum
+    if t.batch_size < minimum:  # no batch can be cut into a share per process and micro-batch
+        return 0
     full, rest = divmod(n, t.batch_size)
     return full + (1 if rest >= minimum else 0)
 
@@ -134,6 +137,13 @@ def fit(job: Job) -> LoopState:
     acc, t = job.accelerator, job.trainer
     per_epoch = steps_per_epoch(job)
     if per_epoch == 0:
+        shares = acc.num_processes * t.grad_accum
+        if t.batch_size < shares:
+            raise NlptuneError(
+                f"trainer.batch_size={t.batch_size} can't be cut into {acc.num_processes} "
+                f"processes x {t.grad_accum} micro-batches (trainer.grad_accum); raise batch_size "
+                "or lower grad_accum"
+            )
         raise NlptuneError(
             f"{len(job.train)} training examples make no batch of trainer.batch_size={t.batch_size}"
         )
@@ -168,7 +178,7 @@ def fit(job: Job) -> LoopState:
         trackers=tracking.wanted(t),
         config=job.config,
     )
-    before, started = state.wall_seconds, time.perf_counter()
+    before, started = state.wall_seconds, job.started or time.perf_counter()
     job.wall = lambda: before + time.perf_counter() - started
     try:
         _run(job, wrapped, optimizer, scheduler, state, total, per_epoch, log, last, best)
@@ -203,6 +213,8 @@ def _run(
             group_by_length=t.group_by_length,
         )
         batches = [b for b in batches if len(b) >= acc.num_processes * t.grad_accum]
+        if not batches:  # never loop without stepping
+            raise RuntimeError(f"epoch {state.epoch} makes no optimizer step ({per_epoch} planned)")
         for indices in batches[state.batch_in_epoch :]:
             if _replan(job, state) and acc.num_processes > 1:
                 wrapped = acc.prepare_model(job.model)  # DDP must see the new trainable set

@@ -1,0 +1,143 @@
+"""A run folder is nlptune's alone: nothing else is ever deleted or replaced, one process writes
+it, and --resume continues only the run it started as (same config, same data)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import nlptune
+from nlptune import artefact
+from nlptune.errors import NlptuneError
+
+from ..conftest import FIXTURES, tiny_config
+
+TRAINER = {"epochs": 2, "save_every": 4, "eval_every": 6}
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop_at(step: int):  # type: ignore[no-untyped-def]
+    def callback(state: object) -> None:
+        if state.step == step:  # type: ignore[attr-defined]
+            raise Stop
+
+    return callback
+
+
+def _cut_run(model: Path, out: Path, **sections: object) -> dict:
+    """A run stopped at step 7 (its last checkpoint at step 4)."""
+    config = tiny_config(model, out, trainer=dict(TRAINER), **sections)
+    with pytest.raises(Stop):
+        nlptune.train(config, callbacks=[_stop_at(7)])
+    return config
+
+
+def test_folders_that_are_not_runs_are_never_touched(tiny_bert: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    (mine / "model").mkdir()
+    (mine / "model" / "weights.bin").write_text("not nlptune's")
+    config = tiny_config(tiny_bert, mine, trainer={"max_steps": 2})
+    for overwrite in (False, True):
+        with pytest.raises(NlptuneError, match="not an nlptune run"):
+            nlptune.train(config, overwrite=overwrite)
+    assert (mine / "notes.txt").read_text() == "my notes"
+    assert (mine / "model" / "weights.bin").read_text() == "not nlptune's"
+    assert not (mine / "config.yaml").exists() and not (mine / "labels.json").exists()
+    # the training data inside the output folder: refused too, the data kept
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(FIXTURES / "sentiment_train.tsv", data / "train.tsv")
+    inside = tiny_config(tiny_bert, data, trainer={"max_steps": 2})
+    inside["data"]["train"] = str(data / "train.tsv")
+    with pytest.raises(NlptuneError, match="not an nlptune run"):
+        nlptune.train(inside, overwrite=True)
+    assert (data / "train.tsv").is_file()
+    # a file as output_dir
+    with pytest.raises(NlptuneError, match="is a file"):
+        nlptune.train(tiny_config(tiny_bert, mine / "notes.txt", trainer={"max_steps": 2}))
+
+
+def test_overwrite_removes_only_what_a_run_wrote(tiny_bert: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, out, trainer={"max_steps": 2})
+    nlptune.train(config)
+    assert (out / artefact.MARKER).is_file()
+    (out / "my-analysis.ipynb").write_text("{}")
+    nlptune.train(config, overwrite=True)
+    assert (out / "my-analysis.ipynb").read_text() == "{}"
+    assert artefact.is_complete(out)
+
+
+def test_resume_of_a_finished_run_is_refused_and_it_still_loads(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, out, trainer={"max_steps": 2})
+    nlptune.train(config)
+    with pytest.raises(NlptuneError, match="finished run, nothing to resume"):
+        nlptune.train(config, resume=True)
+    assert artefact.is_complete(out)
+    nlptune.Predictor.from_dir(out)  # still a finished run
+
+
+def test_a_run_without_checkpoint_points_to_overwrite(tiny_bert: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, out, trainer={"epochs": 1})
+    with pytest.raises(Stop):
+        nlptune.train(config, callbacks=[_stop_at(1)])  # before any checkpoint
+    with pytest.raises(NlptuneError, match="no checkpoint.*--overwrite"):
+        nlptune.train(config, resume=True)
+    nlptune.train(config, overwrite=True)
+    assert artefact.is_complete(out)
+
+
+def test_one_writer_per_run_folder(tiny_bert: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with artefact.RunLock(out), pytest.raises(NlptuneError, match="in use by another"):
+        nlptune.train(tiny_config(tiny_bert, out, trainer={"max_steps": 2}))
+    nlptune.train(tiny_config(tiny_bert, out, trainer={"max_steps": 2}))  # released: it runs
+
+
+def test_resume_refuses_another_config_or_data(tiny_bert: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = _cut_run(tiny_bert, out)
+    changed = json.loads(json.dumps(config))
+    changed["trainer"]["lr"] = 5e-4
+    with pytest.raises(NlptuneError, match=r"trainer\.lr: 0\.001 -> 0\.0005"):
+        nlptune.train(changed, resume=True)
+    safe = json.loads(json.dumps(config))
+    safe["trainer"]["num_threads"] = 2  # how fast, not what: allowed
+    data = tmp_path / "train.tsv"
+    shutil.copy(FIXTURES / "sentiment_train.tsv", data)
+    moved = json.loads(json.dumps(config))
+    moved["data"]["train"] = str(data)
+    with pytest.raises(NlptuneError, match="data.train"):
+        nlptune.train(moved, resume=True)  # another path is another config
+    # the same path with other bytes: the data check
+    config2 = _cut_run(tiny_bert, tmp_path / "run2", data={"train": str(data)})
+    with open(data, "a", encoding="utf-8") as f:
+        f.write("an extra sentence\tpos\n")
+    with pytest.raises(NlptuneError, match=r"data\.train .*changed since the run started"):
+        nlptune.train(config2, resume=True)
+    result = nlptune.train(safe, resume=True)
+    assert result.metrics["steps"] == 24
+    events = [
+        (record["event"], record["step"])
+        for record in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())
+    ]
+    assert ("eval", 6) in events  # evaluated before the stop (checkpoint at 4) and after resume
+    assert len(events) == len(set(events)), "a resumed run logs each step once"
+
+
+def test_settings_that_make_no_step_are_refused_not_hung(tiny_bert: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_bert, tmp_path / "run", trainer={"batch_size": 8, "grad_accum": 16})
+    with pytest.raises(NlptuneError, match="grad_accum=16 is more than trainer.batch_size=8"):
+        nlptune.validate(config)
