@@ -141,3 +141,28 @@ def test_settings_that_make_no_step_are_refused_not_hung(tiny_bert: Path, tmp_pa
     config = tiny_config(tiny_bert, tmp_path / "run", trainer={"batch_size": 8, "grad_accum": 16})
     with pytest.raises(NlptuneError, match="grad_accum=16 is more than trainer.batch_size=8"):
         nlptune.validate(config)
+
+
+def test_a_crash_during_the_final_save_is_finished_by_resume(
+    tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, out, trainer=dict(TRAINER))
+    real = artefact.write_json
+
+    def crash(path: Path, value: object) -> None:
+        if path.name == "metrics.json":
+            raise Stop  # the process dies with the model written, metrics and meta not
+        real(path, value)
+
+    monkeypatch.setattr(artefact, "write_json", crash)
+    with pytest.raises(Stop):
+        nlptune.train(config)
+    monkeypatch.undo()
+    assert not artefact.is_complete(out)
+    with pytest.raises(NlptuneError, match="--resume"):
+        nlptune.train(config)  # points to --resume, which finishes it
+    result = nlptune.train(config, resume=True)
+    assert artefact.is_complete(out) and result.metrics["steps"] == 24
+    assert not (out / ".staging").exists()
+    nlptune.Predictor.from_dir(out)
