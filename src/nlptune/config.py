@@ -41,6 +41,15 @@ class TaskConfig(Section):
     def check_run(self, run: RunConfig, where: str) -> None:
         """Refuse combinations with other sections (ConfigError naming the keys)."""
 
+    @model_validator(mode="after")
+    def _distinct_labels(self) -> TaskConfig:
+        labels = getattr(self, "labels", None)
+        if isinstance(labels, list):
+            twice = sorted({str(x) for x in labels if labels.count(x) > 1})
+            if twice:
+                raise ValueError(f"task.labels names {', '.join(twice)} more than once")
+        return self
+
 
 class DataConfig(Section):
     train: str | None = Field(None, description="training data: a file, a saved dataset, or hf id")
@@ -269,18 +278,59 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
     else:
         path = Path(source)
         name = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raw = read_yaml(path)
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         raw.setdefault("output_dir", f"runs/{path.stem}")
     for item in overrides:
         apply_override(raw, item)
     return validate(raw, name)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key '{key}' is given twice (lines {seen[key]} and {line})",
+                key_node.start_mark,
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML config file's content, or ConfigError: missing, not UTF-8 (the line named), not
+    valid YAML, or a key given twice."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); save the file as "
+            "UTF-8 (from Latin-1: iconv -f latin1 -t utf-8)"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader) or {}  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
 
 
 def validate(raw: dict[str, Any], name: str = "<dict>") -> RunConfig:

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nlptune.config import RunConfig, apply_override, deep_copy, validate
+from nlptune.config import RunConfig, apply_override, deep_copy, read_yaml, validate
 from nlptune.errors import ConfigError
 
 SECTIONS = ("task", "data", "backbone", "strategy", "trainer", "seed", "output_dir")
@@ -181,14 +179,7 @@ def _stages_of(config: str | Path | Mapping[str, Any]) -> list[Stage]:
 
 
 def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text ({err.reason}); save it as UTF-8") from None
+    return read_yaml(path)
 
 
 def changed_keys(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
