@@ -400,3 +400,17 @@ def test_a_systemic_failure_is_a_bug_not_a_bad_record(
         ["a film", BadRecord("t.tsv:3", "t.tsv:3: expected 2 fields")], errors="record"
     )
     assert rows[1]["error"] == "t.tsv:3: expected 2 fields" and "error" not in rows[0]
+
+
+def test_a_line_ends_at_newline_only_and_a_pair_needs_one_tab(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"one\rtwo\nthree\x0bfour\r\nfive\x1csix\n")
+    rows = list(nlptune.Predictor.from_dir(trained["text_classification"]).stream_file(str(path)))
+    assert len(rows) == 3 and all("error" not in r for r in rows)  # \r, \x0b, \x1c stay inside
+    path.write_text("a film\ta movie\nno tab here\nthree\tparts\there\nthe plot\tthe story\n")
+    rows = list(nlptune.Predictor.from_dir(trained["sentence_pair"]).stream_file(str(path)))
+    assert [r.get("line") for r in rows if "error" in r] == [2, 3]
+    assert "found 0 TABs" in rows[1]["error"] and "found 2 TABs" in rows[2]["error"]
+    assert "error" not in rows[0] and "error" not in rows[3]

@@ -21,7 +21,8 @@ def decoded_lines(path: str | Path) -> Iterator[tuple[int, str, str]]:
     """``(number, line, problem)`` for every line of a UTF-8 file (``.gz`` too), the line
     without its line break, ``problem`` the reason a line does not decode (else empty)."""
     opener: Any = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as f:
+    # a line ends at "\n" only: a stray "\r", "\x0b" or "\x1c" inside a line stays in it
+    with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="\n") as f:
         for number, raw in enumerate(f, 1):
             line = raw.rstrip("\r\n")
             try:

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from nlptune.backbones.base import Export, TextEncoder
 from nlptune.config import TaskConfig
-from nlptune.data.examples import TextExample, guarded
+from nlptune.data.examples import BadRecord, TextExample, guarded
 from nlptune.data.features import Features, collect, sequence_lengths
 from nlptune.data.readers import Table, read_table
 from nlptune.errors import ConfigError, DataError
@@ -339,8 +339,12 @@ class TextClassification:
         return self.score(collect(rows, len(features)), features.values["labels"])
 
     def line_input(self, line: str) -> Any:
-        """One line of a ``.txt`` input file: a text, or two texts split by a TAB."""
+        """One line of a ``.txt`` input file: a text, or two texts split by one TAB (another
+        number of TABs is that line's error, not a silent guess at where the pair splits)."""
         if self.pair:
+            tabs = line.count("\t")
+            if tabs != 1:
+                return BadRecord("", f"expected two texts separated by one TAB, found {tabs} TABs")
             text, _, pair = line.partition("\t")
             return (text, pair)
         return line
