@@ -166,3 +166,37 @@ def test_a_crash_during_the_final_save_is_finished_by_resume(
     assert artefact.is_complete(out) and result.metrics["steps"] == 24
     assert not (out / ".staging").exists()
     nlptune.Predictor.from_dir(out)
+
+
+def test_a_damaged_feature_cache_is_rebuilt_never_used(
+    tiny_bert: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NLPTUNE_CACHE", str(cache))
+    config = tiny_config(tiny_bert, tmp_path / "run", trainer={"max_steps": 4})
+    first = nlptune.train(config)
+    entries = sorted((cache / "features").glob("*.npz"))
+    assert len(entries) == 2  # train and dev
+    # one entry truncated, the other with a byte flipped inside an array (its zip still opens)
+    entries[0].write_bytes(entries[0].read_bytes()[:100])
+    import numpy as np
+
+    with np.load(entries[1]) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["lengths"] = arrays["lengths"] + 1
+    with open(entries[1], "wb") as f:
+        np.savez(f, **arrays)
+    second = nlptune.train(config, overwrite=True)
+    damaged = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(damaged) == 2
+    assert second.metrics["dev"] == first.metrics["dev"]
+    # a cache that can't be written: a warning, and the run goes on
+    caplog.clear()
+    monkeypatch.setenv("NLPTUNE_CACHE", str(tmp_path / "cache-file"))
+    (tmp_path / "cache-file").write_text("a file where a folder should be")
+    third = nlptune.train(config, overwrite=True)
+    assert any("not cached" in r.getMessage() for r in caplog.records)
+    assert third.metrics["dev"] == first.metrics["dev"]

@@ -8,8 +8,10 @@ plain arrays (no pickles), written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-FEATURE_VERSION = 3
+logger = logging.getLogger("nlptune")
+
+FEATURE_VERSION = 4  # 4: entries carry a checksum
 
 
 @dataclass
@@ -50,25 +54,38 @@ class Features:
         for name, value in self.values.items():
             arrays[f"val.{name}"] = value
         arrays["lengths"] = self.lengths
+        arrays["checksum"] = np.frombuffer(_checksum(arrays), dtype=np.uint8)
         atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: Path) -> Features:
+        """Features saved by :meth:`save`; ValueError when the file's checksum does not match
+        (a damaged or foreign file is never read as features)."""
         with np.load(path, allow_pickle=False) as z:
-            groups: dict[str, dict[str, list[np.ndarray]]] = {"seq": {}, "meta": {}}
-            values: dict[str, np.ndarray] = {}
-            item_lengths = z["lengths"]
-            for key in z.files:
-                if key == "lengths":
-                    continue
-                kind, name = key.split(".", 1)
-                if kind in groups:
-                    flat, lengths = z[key], z[f"len.{key}"]
-                    split = np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
-                    groups[kind][name] = split
-                elif kind == "val":
-                    values[name] = z[key]
-        return cls(groups["seq"], values, groups["meta"], item_lengths)
+            arrays = {key: z[key] for key in z.files}
+        stored = arrays.pop("checksum", None)
+        if stored is None or stored.tobytes() != _checksum(arrays):
+            raise ValueError("its checksum does not match its content")
+        groups: dict[str, dict[str, list[np.ndarray]]] = {"seq": {}, "meta": {}}
+        values: dict[str, np.ndarray] = {}
+        for key, flat in arrays.items():
+            kind, _, name = key.partition(".")
+            if kind in groups:
+                lengths = arrays[f"len.{key}"]
+                groups[kind][name] = np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+            elif kind == "val":
+                values[name] = flat
+        return cls(groups["seq"], values, groups["meta"], arrays["lengths"])
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> bytes:
+    """sha256 over every array's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
+        h.update(value.tobytes())
+    return h.digest()
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -132,10 +149,19 @@ def cached(
     if path.is_file():
         try:
             return Features.load(path), True
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt
+        except Exception as err:  # noqa: BLE001 (any damage: bad zip, truncation, checksum)
+            logger.warning(
+                "warning: feature cache entry %s is damaged (%s); rebuilding it",
+                path,
+                str(err).splitlines()[0] if str(err) else type(err).__name__,
+            )
+            with contextlib.suppress(OSError):
+                path.unlink()
     features = build()
-    features.save(path)
+    try:
+        features.save(path)
+    except OSError as err:  # a read-only or full cache: train without it
+        logger.warning("warning: can't write the feature cache %s (%s); not cached", path, err)
     return features, False
 
 
