@@ -31,8 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nlptune.data.features import atomic_write, source_digest
 from nlptune.errors import NlptuneError
 
@@ -187,12 +185,9 @@ def finish_run(
 
 def read_config(folder: Path) -> dict[str, Any]:
     """The config a run (finished or not) in ``folder`` started with."""
-    try:
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise NlptuneError(
-            f"{folder / 'config.yaml'}: can't read the run's config: {err}"
-        ) from None
+    from nlptune.config import read_yaml
+
+    config = read_yaml(folder / "config.yaml")
     if not isinstance(config, dict):
         raise NlptuneError(f"{folder / 'config.yaml'}: not a run config")
     return config
@@ -207,8 +202,17 @@ def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{folder} is not a finished run (no {META}); it may still be training or have "
             "crashed: resume it with `nlptune train CONFIG --resume`"
         )
-    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    config = read_config(folder)
+    path = folder / "labels.json"
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise NlptuneError(
+            f"{path}: can't read the run's labels ({err}); the run folder is "
+            "damaged: train it again"
+        ) from None
+    if not isinstance(labels, dict):
+        raise NlptuneError(f"{path}: not the run's labels (a JSON object); train it again")
     return config, labels
 
 

@@ -21,7 +21,7 @@ from nlptune.config import RunConfig, validate
 from nlptune.data import features as feats
 from nlptune.data.features import Features
 from nlptune.data.split import hold_out
-from nlptune.errors import ConfigError
+from nlptune.errors import ConfigError, ModelError, NlptuneError
 from nlptune.heads.model import TaskModel
 from nlptune.registry import BACKBONES, STRATEGIES, TASKS
 from nlptune.tasks.base import Task
@@ -224,12 +224,21 @@ def load_trained(folder: Path) -> Trained:
     raw, labels = artefact.read_run(folder)
     config = validate({**raw, "output_dir": str(folder)}, str(folder / "config.yaml"))
     p = parts(config)
-    p.task.load_state(labels)
-    model, text = p.backbone.load_trained(
-        folder / "model",
-        p.task.export(),
-        lambda encoder: make_model(p.task, p.backbone, encoder, False),
-    )
+    try:
+        p.task.load_state(labels)
+        model, text = p.backbone.load_trained(
+            folder / "model",
+            p.task.export(),
+            lambda encoder: make_model(p.task, p.backbone, encoder, False),
+        )
+    except NlptuneError:
+        raise
+    except Exception as err:  # noqa: BLE001 (missing, truncated or foreign files in the run)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelError(
+            f"{folder}: can't load the trained model ({type(err).__name__}: {first}); the run "
+            "folder is damaged or was changed: train it again"
+        ) from None
     use_text(p.task, text)
     return Trained(config, p.task, model, text)
 

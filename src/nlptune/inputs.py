@@ -109,7 +109,7 @@ def _json_lines_file(source: Path) -> bool:
 def _decoded(source: Path) -> Iterator[tuple[int, str | None, str | None]]:
     """``(number, line, error)`` for every line, decoded on its own (a bad byte is that
     line's error, not the file's)."""
-    for number, line, problem in decoded_lines(source):
+    for number, line, problem in decoded_lines(source, newline="\n"):  # one record a line
         yield number, (None if problem else line), (problem or None)
 
 

@@ -200,3 +200,54 @@ def test_a_damaged_feature_cache_is_rebuilt_never_used(
     third = nlptune.train(config, overwrite=True)
     assert any("not cached" in r.getMessage() for r in caplog.records)
     assert third.metrics["dev"] == first.metrics["dev"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("truncate weights", "can't load the trained model"),
+        ("delete weights", "can't load the trained model"),
+        ("pickle only", "no file named model.safetensors"),
+        ("weights of another shape", "can't load the trained model"),
+        ("labels not JSON", "labels.json: can't read the run's labels"),
+        ("labels missing", "labels.json: can't read the run's labels"),
+        ("labels a list", "not the run's labels"),
+        ("config not YAML", r"config.yaml:\d+: not valid YAML"),
+    ],
+)
+def test_a_damaged_run_folder_is_one_error_line(
+    tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory, damage: str, says: str
+) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.getbasetemp() / "damaged-source"
+    if not artefact.is_complete(root):
+        nlptune.train(tiny_config(tiny_bert, root, trainer={"max_steps": 2}))
+    run = tmp_path_factory.mktemp("damaged") / "run"
+    shutil.copytree(root, run)
+    weights = run / "model" / "model.safetensors"
+    if damage == "truncate weights":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "delete weights":
+        weights.unlink()
+    elif damage == "pickle only":
+        weights.unlink()
+        torch.save({"bert.embeddings.word_embeddings.weight": torch.zeros(2, 2)},
+                   run / "model" / "pytorch_model.bin")  # fmt: skip
+    elif damage == "weights of another shape":
+        state = load_file(str(weights))
+        name = next(k for k in state if k.endswith("word_embeddings.weight"))
+        state[name] = torch.zeros(3, 3)
+        save_file(state, str(weights))
+    elif damage == "labels not JSON":
+        (run / "labels.json").write_text('{"labels": 3')
+    elif damage == "labels missing":
+        (run / "labels.json").unlink()
+    elif damage == "labels a list":
+        (run / "labels.json").write_text("[1, 2]")
+    elif damage == "config not YAML":
+        (run / "config.yaml").write_text("task:\n  type: [a\n")
+    with pytest.raises(NlptuneError, match=says) as info:
+        nlptune.Predictor.from_dir(run)
+    assert "\n" not in str(info.value)

@@ -29,7 +29,12 @@ from nlptune.backbones.hf_export import (
     split_head,
     standard_class,
 )
-from nlptune.backbones.hf_paths import first_line, quiet_transformers, resolve_model_path
+from nlptune.backbones.hf_paths import (
+    first_line,
+    load_saved,
+    quiet_transformers,
+    resolve_model_path,
+)
 from nlptune.backbones.hf_pretraining import (
     NSP_TYPES,
     CheckpointHeads,
@@ -283,9 +288,7 @@ class HFEncoder:
         with quiet_transformers():
             config = transformers.AutoConfig.from_pretrained(folder)
             kind, names = standard_class(export, config.model_type)
-            loaded = getattr(transformers, AUTO_CLASSES[kind]).from_pretrained(
-                folder, dtype=torch.float32
-            )
+            loaded = load_saved(getattr(transformers, AUTO_CLASSES[kind]), folder)
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
         base = loaded.base_model
         state = loaded.state_dict()

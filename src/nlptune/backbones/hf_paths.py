@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from nlptune.backbones.packaged import PACKAGE_NAMES, PACKAGED_MODELS, resolve_packaged
 from nlptune.errors import ModelError
@@ -97,3 +98,22 @@ def first_line(err: BaseException) -> str:
     """The first line of a library's error message (an ``error:`` line is one line)."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_saved(auto_class: Any, folder: Path) -> Any:
+    """A trained run's ``model/`` as ``auto_class`` in fp32: safetensors only (a folder that
+    holds only a pickle is refused, never unpickled), and every weight present (a missing one
+    would be initialised at random and predict silently wrong)."""
+    import torch
+
+    model, info = auto_class.from_pretrained(
+        folder, dtype=torch.float32, use_safetensors=True, output_loading_info=True
+    )
+    missing = [str(k if isinstance(k, str) else k[0]) for k in info.get("missing_keys", ())]
+    missing = [k for k in missing if "pooler." not in k]  # an encoder saved without its pooler
+    if missing:
+        raise ModelError(
+            f"{folder}: the saved weights lack {len(missing)} of the model's tensors "
+            f"({', '.join(missing[:3])}); the run folder is damaged or was changed: train it again"
+        )
+    return model

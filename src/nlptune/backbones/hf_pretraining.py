@@ -19,7 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlptune.backbones.hf_paths import first_line, quiet_transformers, resolve_model_path
+from nlptune.backbones.hf_paths import (
+    first_line,
+    load_saved,
+    quiet_transformers,
+    resolve_model_path,
+)
 from nlptune.errors import ModelError
 
 logger = logging.getLogger("nlptune")
@@ -217,7 +222,7 @@ def load_pretraining(folder: Path) -> tuple[Any, dict[str, torch.Tensor], Any, A
     pretraining = any(a.endswith("ForPreTraining") for a in saved.get("architectures") or ())
     auto = "AutoModelForPreTraining" if pretraining else "AutoModelForMaskedLM"
     with quiet_transformers():
-        loaded = getattr(transformers, auto).from_pretrained(folder, dtype=torch.float32)
+        loaded = load_saved(getattr(transformers, auto), folder)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     state, prefix = dict(loaded.state_dict()), loaded.base_model_prefix  # before any change
     pooler = {

@@ -29,7 +29,12 @@ from torch import nn
 
 from nlptune.backbones.base import Export, LayerGroup
 from nlptune.backbones.hf_encoder import _layer_list, num_layers
-from nlptune.backbones.hf_paths import first_line, quiet_transformers, resolve_model_path
+from nlptune.backbones.hf_paths import (
+    first_line,
+    load_saved,
+    quiet_transformers,
+    resolve_model_path,
+)
 from nlptune.backbones.hf_text import HFTextEncoder
 from nlptune.config import BackboneConfig
 from nlptune.errors import ModelError
@@ -373,7 +378,7 @@ class HFSeq2Seq:
         import transformers
 
         with quiet_transformers():
-            loaded = transformers.AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=torch.float32)
+            loaded = load_saved(transformers.AutoModelForSeq2SeqLM, folder)
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
         info = json.loads((folder / "nlptune_seq2seq.json").read_text())
         return make_model(Seq2SeqModule(loaded)), Seq2SeqText(

@@ -162,7 +162,7 @@ def _read_jsonl(path: str, lenient: bool = False) -> Table:
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     names: dict[str, None] = {}
-    for number, text, bad in decoded_lines(path):
+    for number, text, bad in decoded_lines(path, newline="\n"):  # a record ends at \n only
         if not text.strip():
             continue
         row, problem = _json_object(text, bad)

@@ -17,12 +17,14 @@ from typing import Any
 from nlptune.errors import DataError
 
 
-def decoded_lines(path: str | Path) -> Iterator[tuple[int, str, str]]:
+def decoded_lines(path: str | Path, newline: str | None = None) -> Iterator[tuple[int, str, str]]:
     """``(number, line, problem)`` for every line of a UTF-8 file (``.gz`` too), the line
-    without its line break, ``problem`` the reason a line does not decode (else empty)."""
+    without its line break, ``problem`` the reason a line does not decode (else empty).
+    ``newline="\n"``: a line ends at ``\n`` only, so a stray ``\r`` inside a line stays in it
+    (one record a line: prediction input, JSON Lines); None: ``\n``, ``\r\n`` or a lone
+    ``\r`` (old Mac files) end a line, as text mode reads."""
     opener: Any = gzip.open if str(path).endswith(".gz") else open
-    # a line ends at "\n" only: a stray "\r", "\x0b" or "\x1c" inside a line stays in it
-    with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="\n") as f:
+    with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline=newline) as f:
         for number, raw in enumerate(f, 1):
             line = raw.rstrip("\r\n")
             try:
