@@ -343,7 +343,12 @@ def validate(raw: dict[str, Any], name: str = "<dict>") -> RunConfig:
         body = raw.get(section) or {}
         if not isinstance(body, dict):
             raise ConfigError(f"{name}: '{section}' must be a mapping, got {body!r}")
-        cls = section_class(section, body.get("type"))
+        kind = body.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise ConfigError(
+                f"{name}: {section}.type must be a name (nlptune list {section}s), got {kind!r}"
+            )
+        cls = section_class(section, kind)
         try:
             sections[section] = cls.model_validate(body)
         except ValidationError as err:

@@ -251,3 +251,23 @@ def test_a_damaged_run_folder_is_one_error_line(
     with pytest.raises(NlptuneError, match=says) as info:
         nlptune.Predictor.from_dir(run)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"backbone": {"max_length": 100000}}, "more than the 64 positions"),
+        ({"task": {"type": "text_classification", "metric": "nonsense"}}, "not a metric of"),
+        ({"task": {"type": "text_classification", "metric": "mse"}}, "not a metric of single"),
+        ({"task": {"type": ["a"]}}, "task.type must be a name"),
+        ({"trainer": {"lr": "abc"}}, "trainer.lr"),
+    ],
+)
+def test_validate_catches_bad_values_before_weights_load(
+    tiny_bert: Path, tmp_path: Path, change: dict, says: str
+) -> None:
+    config = tiny_config(tiny_bert, tmp_path / "run")
+    for section, values in change.items():
+        config[section] = {**config.get(section, {}), **values}
+    with pytest.raises(NlptuneError, match=says):
+        nlptune.validate(config)

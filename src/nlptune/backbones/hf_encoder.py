@@ -30,6 +30,7 @@ from nlptune.backbones.hf_export import (
     standard_class,
 )
 from nlptune.backbones.hf_paths import (
+    check_max_length,
     first_line,
     load_saved,
     quiet_transformers,
@@ -136,6 +137,7 @@ class HFEncoder:
                 f"backbone.path {self.path} is an encoder-decoder ({config.model_type}); this "
                 "task needs an encoder such as BERT"
             )
+        check_max_length(self.path, config, self.max_length)
 
     def check_heads(self, kinds: set[str]) -> None:
         """Refuse pre-training heads the architecture has no transformers class for."""

@@ -117,3 +117,21 @@ def load_saved(auto_class: Any, folder: Path) -> Any:
             f"({', '.join(missing[:3])}); the run folder is damaged or was changed: train it again"
         )
     return model
+
+
+# architectures whose learned positions start after the padding index (RoBERTa's +2)
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "bart", "mbart"}
+
+
+def check_max_length(path: str, config: Any, max_length: int) -> None:
+    """Refuse a ``backbone.max_length`` beyond the model's learned position embeddings (a
+    longer input would index past them inside the model, at the first long batch)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return  # relative positions (T5): no fixed limit
+    usable = positions - 2 if config.model_type in _OFFSET_POSITIONS else positions
+    if max_length > usable:
+        raise ModelError(
+            f"backbone.max_length={max_length} is more than the {usable} positions "
+            f"{path} has ({config.model_type}); set backbone.max_length to {usable} or less"
+        )

@@ -62,15 +62,19 @@ class TextClassificationConfig(TaskConfig):
                 f"{where}: a list of label columns means multi-label, not {self.problem}"
             )
         names = TextClassification.metric_names
-        if (
-            self.metric is not None
-            and self.problem != "auto"
-            and self.metric not in names(self.problem)
-        ):
-            raise ConfigError(
-                f"{where}: task.metric={self.metric} is not a {self.problem} metric; choose one "
-                f"of {', '.join(names(self.problem))}"
-            )
+        if self.metric is not None and self.problem != "auto":
+            if self.metric not in names(self.problem):
+                raise ConfigError(
+                    f"{where}: task.metric={self.metric} is not a {self.problem} metric; choose "
+                    f"one of {', '.join(names(self.problem))}"
+                )
+        elif self.metric is not None:  # auto: a metric of some problem (checked again in fit)
+            every = sorted({m for kind in _MAIN_METRIC for m in names(kind)})
+            if self.metric not in every:
+                raise ConfigError(
+                    f"{where}: task.metric={self.metric} is not a metric of {self.type}; choose "
+                    f"one of {', '.join(every)}"
+                )
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,12 @@ class TextClassification:
         """Fix the problem type and the label set from the training examples."""
         if self.problem == "auto":
             self.problem = infer_problem(train)
+            if self.metric is not None and self.metric not in self.metric_names(self.problem):
+                raise ConfigError(
+                    f"task.metric={self.metric} is not a metric of {self.problem}, which the "
+                    f"training labels make this task; choose one of "
+                    f"{', '.join(self.metric_names(self.problem))} or set task.problem"
+                )
         if self.problem == "regression":
             self.labels = []
             for e in train:
