@@ -47,7 +47,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "train": DATA / "sst2" / "train.tsv",
         "metric": "accuracy",
         "fractions": "0.01,0.1,0.3",
-        # more passes over small samples: 1 %: 10 epochs (210 steps), 10 %: 2, 30 %: 1
+        # more passes over small samples: 1 %: 10 epochs (220 steps), 10 %: 2, 30 %: 1
         "epochs": {0.01: 10, 0.1: 2, 0.3: 1, 1.0: 1},
         "adapt_epochs": 3,
         "overrides": [],

@@ -339,6 +339,7 @@ def test_random_init_and_cnn_encoder(tmp_path: Path) -> None:
     ) == pytest.approx(result.metrics["dev"], abs=1e-6)
     model = tmp_path / "run" / "model"
     assert {p.name for p in model.iterdir()} == {
+        "README.md",  # the model card
         "model.safetensors",
         "static_vectors.json",
         "vocab.json",
