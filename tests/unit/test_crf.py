@@ -56,3 +56,9 @@ def test_constraints_forbid_invalid_moves() -> None:
     bioes = ["O", "B-X", "I-X", "E-X", "S-X"]
     trans, start, end = allowed(bioes)
     assert trans[1, 0] == FORBIDDEN and trans[3, 0] == 0 and end[1] == FORBIDDEN
+
+
+def test_plain_tags_have_no_constraints() -> None:
+    """POS tags such as IN, INTJ or SYM are not BIO prefixes: every move is allowed."""
+    trans, start, end = allowed(["DET", "IN", "INTJ", "NN", "SYM", "ADJ"])
+    assert not trans.any() and not start.any() and not end.any()

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from nlptune.data.conll import conllu_id
 from nlptune.data.examples import BadRecord, Sentences, guarded
 from nlptune.data.textfile import checked_lines
 from nlptune.errors import DataError
@@ -68,14 +69,17 @@ def _streusle_sentence(
     ids: list[str] = []  # each word's token id
     groups: dict[str, list[int]] = {}
     starts: list[tuple[int, list[str], int]] = []
+    last = 0  # the previous word's id: ids count 1, 2, ... as in CoNLL-U
     for number, cols in rows:
         if len(cols) != 19:
             raise DataError(
                 f"{path}:{number}: CoNLL-U-Lex lines have 19 TAB-separated fields, "
                 f"found {len(cols)}"
             )
-        if "-" in cols[0] or "." in cols[0]:  # multiword token range or empty node
+        word_id = conllu_id(cols[0], last, f"{path}:{number}")
+        if word_id is None:  # multiword token range or empty node
             continue
+        last = word_id
         position[cols[0]] = len(words)
         words.append(cols[1])
         ids.append(cols[0])

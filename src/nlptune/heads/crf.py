@@ -18,10 +18,13 @@ def allowed(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
     IOB2: ``I-X`` only after ``B-X`` or ``I-X`` and never first. BIOES: after ``B-X``/``I-X``
     only ``I-X``/``E-X``; after ``O``/``E-``/``S-`` only ``O``/``B-``/``S-``; no sentence starts
-    with ``I-``/``E-`` or ends with ``B-``/``I-``.
+    with ``I-``/``E-`` or ends with ``B-``/``I-``. Plain tags (POS: ``IN``, ``INTJ``, ``SYM``)
+    have no prefixes, so nothing is forbidden.
     """
     n = len(labels)
     trans, start, end = torch.zeros(n, n), torch.zeros(n), torch.zeros(n)
+    if not all(t == "O" or (len(t) > 2 and t[0] in "BIES" and t[1] == "-") for t in labels):
+        return trans, start, end
     bioes = any(t[:2] in ("E-", "S-") for t in labels)
     split = [("O", "") if t == "O" else (t[0], t[2:]) for t in labels]
     for j, (kind, typ) in enumerate(split):

@@ -102,9 +102,16 @@ class ExtractiveQA:
         if not examples:
             raise DataError(f"{path}: no questions")
         if labelled:
+            seen: dict[str, str] = {}
             for e in examples:
                 if not e.answers and not e.is_impossible:  # (unlabelled: BadRecords stay)
                     raise DataError(f"{e.where}: no answers and not marked is_impossible")
+                if e.id in seen:  # scores are kept per id: a second one would replace the first
+                    raise DataError(
+                        f"{e.where}: question id {e.id!r} is also used by {seen[e.id]}; "
+                        "give every question its own id"
+                    )
+                seen[e.id] = e.where
         return examples
 
     def fit(self, train: Sequence[QAExample]) -> None:
@@ -293,12 +300,13 @@ class ExtractiveQA:
             return item
         if not isinstance(item, dict):
             raise DataError(f"{where}: expected {{question, context}}, got {type(item).__name__}")
+        qid = where if item.get("id") is None else item["id"]
+        if not isinstance(qid, str | int) or isinstance(qid, bool):
+            raise DataError(f"{where}: 'id' must be a string or an integer, got {qid!r}")
         for key in ("question", "context"):
             if not isinstance(item.get(key), str) or not item[key].strip():
-                raise DataError(f"{where}: no {key} (record id {item.get('id', '?')})")
-        return QAExample(
-            str(item.get("id", where)), item["question"].strip(), item["context"], where=where
-        )
+                raise DataError(f"{where}: no {key} (record id {qid})")
+        return QAExample(str(qid), item["question"].strip(), item["context"], where=where)
 
 
 def _label(example: QAExample, offs_s: np.ndarray, offs_e: np.ndarray) -> tuple[int, int]:

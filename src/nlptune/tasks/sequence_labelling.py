@@ -9,6 +9,7 @@ transformers' token-classification class (``AutoModelForTokenClassification``).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ from nlptune.errors import ConfigError, DataError
 from nlptune.heads import HeadSpec, TokenHead
 from nlptune.registry import TASKS
 from nlptune.tasks import metrics
+
+logger = logging.getLogger("nlptune")
 
 _BIO = re.compile(r"^(O|[BIES]-.+)$")
 
@@ -134,6 +137,18 @@ class SequenceLabelling:
     def fit(self, train: Sequence[TokenExample]) -> None:
         tags = {t for e in train for t in (e.tags or ())}
         self.is_bio = all(_BIO.match(t) for t in tags)
+        if not self.is_bio:  # POS-style tags: plain per-word labels, no entities
+            plain = sorted(t for t in tags if not _BIO.match(t))
+            if self.metric in ("f1", "precision", "recall"):
+                raise ConfigError(
+                    f"task.metric={self.metric} scores entities (BIO tags), but the training "
+                    f"tags are plain labels (e.g. {plain[0]!r}): use task.metric: accuracy"
+                )
+            logger.info(
+                "the tags are not BIO entity tags (e.g. %r): each word's tag is a plain label, "
+                "scored by accuracy",
+                plain[0],
+            )
         if not self.labels:
             run_tags = {t for e in train for t in self._run_tags(e.tags or ())}
             if self.is_bio:  # grouped by entity type, O last

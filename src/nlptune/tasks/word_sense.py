@@ -168,6 +168,7 @@ class WordSense:
                     f"{e.where}: the target {[e.words[i] for i in e.target]} has "
                     "no subwords with this tokenizer"
                 )
+            self._check_span(e, mask, self.max_length - frame)
             lo, hi = _window(mask, self.max_length - frame)
             ids.append(np.asarray([*text.prefix, *tokens[lo:hi], *text.suffix], dtype=np.int32))
             pad_l, pad_r = [0] * len(text.prefix), [0] * len(text.suffix)
@@ -176,6 +177,20 @@ class WordSense:
         return Features(
             {"input_ids": ids, "target_mask": masks}, values, lengths=sequence_lengths(ids)
         )
+
+    def _check_span(self, e: SenseExample, mask: list[int], budget: int) -> None:
+        """The target's subwords, first to last, must fit in one window of ``budget`` tokens:
+        a window cut inside the target would pool only part of it (or none of it)."""
+        inside = [i for i, m in enumerate(mask) if m]
+        span = inside[-1] - inside[0] + 1
+        if span > budget:
+            name = f" (sent_id {e.id})" if e.id and e.id not in e.where else ""
+            raise DataError(
+                f"{e.where}{name}: the target spans {span} subword tokens from its first word "
+                f"to its last, more than fit in a window of backbone.max_length="
+                f"{self.max_length}; raise backbone.max_length or shorten the target "
+                "(its words and those between them)"
+            )
 
     # -- model ----------------------------------------------------------------------------------
     def heads(self) -> dict[str, HeadSpec]:
