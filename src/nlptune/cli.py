@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     adapt.add_argument("--workers", type=_positive, default=1, help="gensim worker threads")
     adapt.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
+    from nlptune import serve
+
+    serve.add_parser(sub)  # nlptune serve: its arguments live beside the server
     demo = sub.add_parser("demo", help="fine-tune MiniLM on 200 movie reviews and predict")
     demo.add_argument("--output-dir", default="runs/demo")
     return parser
@@ -230,6 +233,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         print(json.dumps(summary))
+    elif args.command == "serve":
+        from nlptune import serve
+
+        return serve.main(args)
     elif args.command == "demo":
         from nlptune.demo import run_demo
 
