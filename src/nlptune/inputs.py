@@ -5,6 +5,7 @@ lazily (a line that is not valid JSON becomes a record that carries its error, s
 reports it in its place and goes on). Anything else is read by the task as it reads training
 data, without labels: CSV/TSV, ``datasets``, CoNLL/CoNLL-U, SemEval-2007 XML, STREUSLE, SQuAD
 JSON, parallel text; the examples keep their ids (question ids, instance ids, sentence ids).
+A file in UTF-16 or UTF-32 is refused as a whole (its lines would all be garbage records).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nlptune.data.examples import BadRecord
-from nlptune.data.readers import json_value
+from nlptune.data.readers import check_utf8, json_value
 from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError
 
@@ -43,6 +44,8 @@ def records(task: Any, path: str, keep: Sequence[str] = ()) -> Iterator[Record]:
     source = Path(path)
     if not input_exists(source):
         raise DataError(f"input file not found: {path}")
+    if source.is_file():  # UTF-16/32 text: one error for the file, not a garbage record a line
+        check_utf8(source)
     suffix = source.suffix.lower()
     if source.is_file() and suffix in (".txt", "") and not _conll_txt(task, source):
         if keep:
@@ -117,8 +120,8 @@ def _text_lines(task: Any, source: Path) -> Iterator[Record]:
     first = True
     for number, line, error in _decoded(source):
         where = f"{source}:{number}"
-        if line is None:
-            yield Record(None, where, number, error=error)
+        if line is None or "\0" in line:
+            yield Record(None, where, number, error=error or "holds a NUL byte (binary data?)")
             continue
         try:
             item = task.line_input(line)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nlptune.data.readers import read_table
+from nlptune.data.readers import check_utf8, read_table
 from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError
 
@@ -70,11 +70,16 @@ def is_plain_text(path: str) -> bool:
 def read_lines(path: str | Path, what: str = "data") -> Iterator[tuple[str, str, bool]]:
     """Yield ``(line, "file:line", starts_document)`` for every non-blank line, lines stripped
     of their line break; undecodable or damaged files raise DataError naming the file (and the
-    line, for text that is not UTF-8)."""
+    line, for text that is not UTF-8; UTF-16/32 text is refused for the whole file)."""
     for file in text_files(path, what):
         new_document = True
+        check_utf8(file)
         try:
             for number, text, problem in decoded_lines(file):
+                if "\0" in text:
+                    raise DataError(
+                        f"{file}:{number}: holds a NUL byte; save the file as UTF-8 text"
+                    )
                 if problem:
                     raise DataError(
                         f"{file}:{number}: {problem}; convert it, e.g. iconv -f latin1 -t utf-8 "

@@ -2,13 +2,17 @@
 
 A reader turns a source into :class:`Table` rows (a mapping per record plus where it came from).
 Readers know nothing of tokenizers or tasks; tasks pick columns with :meth:`Table.column`.
+A UTF-16/32 file is refused as a whole (:func:`check_utf8`), and so is a CSV quote that never
+closes (it would swallow the rest of the file into one field).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import sys
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,12 @@ from nlptune.errors import DataError, did_you_mean
 
 csv.field_size_limit(sys.maxsize)
 ERROR = "\0error"  # the key of a lenient read's placeholder for a record it could not read
+_BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,61 @@ class Table:
     def column(self, column: str | int) -> list[Any]:
         key = self.key(column)
         return [row.get(key) for row in self.rows]
+
+
+def check_utf8(path: str | Path) -> None:
+    """Refuse, for the whole file, text that is not UTF-8 but UTF-16 or UTF-32 (a byte-order
+    mark, or NUL bytes in its first 64 KiB): read as UTF-8 each line would be a garbage record.
+    The DataError names the encoding and the ``iconv`` command that converts the file."""
+    opener: Any = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head: bytes = f.read(1 << 16)
+    except (OSError, EOFError, zlib.error):
+        return  # the reader itself says what it can't read
+    encoding = next((name for bom, name in _BOMS if head.startswith(bom)), None)
+    why = "it starts with a byte-order mark"
+    if encoding is None and b"\0" in head:
+        encoding = _wide_encoding(head)
+        why = f"no byte-order mark, but NUL bytes where {encoding} has them"
+        if encoding is None:  # a stray NUL, a binary file, or UTF-16 of a non-Latin script
+            raise DataError(
+                f"{path}: holds NUL bytes (the first at byte {head.index(0)}): not text, or text "
+                "in an encoding other than UTF-8 (UTF-16 or UTF-32?); save it as UTF-8 text"
+            )
+    if encoding is not None:
+        name = Path(path).name
+        stem, dot, rest = name.partition(".")
+        fixed = f"{stem}.utf8{dot}{rest}"
+        command = f"iconv -f {encoding} -t UTF-8 {name} > {fixed}"
+        if name.endswith(".gz"):
+            command = f"zcat {name} | iconv -f {encoding} -t UTF-8 | gzip > {fixed}"
+        raise DataError(
+            f"{path}: the file is {encoding} text ({why}), not UTF-8; convert it, e.g. {command}"
+        )
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """UTF-16/32 and the byte order that the NUL bytes of a file without a byte-order mark
+    show (the high bytes of ASCII and Latin characters), else None (a stray NUL in UTF-8, a
+    binary file, or UTF-16 of a script with few NUL bytes: told apart no further)."""
+    head = head[: len(head) // 4 * 4]
+
+    def share(k: int, step: int) -> float:  # the share of NUL bytes at k, k + step, ...
+        part = head[k::step]
+        return part.count(0) / len(part) if part else 0.0
+
+    if len(head) < 8 or not head.strip(b"\0"):
+        return None
+    if share(2, 4) == share(3, 4) == 1:
+        return "UTF-32LE"
+    if share(0, 4) == share(1, 4) == 1:
+        return "UTF-32BE"
+    if share(0, 2) == 0 and share(1, 2) >= 0.5:
+        return "UTF-16LE"
+    if share(1, 2) == 0 and share(0, 2) >= 0.5:
+        return "UTF-16BE"
+    return None
 
 
 def detect_format(path: str, fmt: str) -> str:
@@ -113,6 +178,7 @@ def read_table(
         return _read_hf(path, hf_subset)
     if not Path(path).is_file():
         raise DataError(f"data file not found: {path}")
+    check_utf8(path)
     if kind == "jsonl":
         return _read_jsonl(path, lenient)
     if header is None:
@@ -127,7 +193,8 @@ def _read_csv(path: str, delimiter: str, header: bool, quoting: str, lenient: bo
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=mode)
+        # strict: a quoted field that never closes is an error, not the rest of the file
+        reader = csv.reader(f, delimiter=delimiter, quoting=mode, strict=True)
         names: list[str] | None = None
         start = 1
         try:
@@ -140,11 +207,8 @@ def _read_csv(path: str, delimiter: str, header: bool, quoting: str, lenient: bo
                         names = [n.strip() for n in record]
                         continue
                     names = [str(i) for i in range(len(record))]
-                if len(record) != len(names):
-                    problem = (
-                        f"{path}:{line}: expected {len(names)} fields, found {len(record)} "
-                        f"(delimiter {delimiter!r}; set data.quoting if fields hold quotes)"
-                    )
+                problem = _row_problem(path, line, reader.line_num, record, len(names), delimiter)
+                if problem is not None:
                     if not lenient:
                         raise DataError(problem)
                     rows.append({ERROR: problem})
@@ -152,10 +216,68 @@ def _read_csv(path: str, delimiter: str, header: bool, quoting: str, lenient: bo
                     rows.append(dict(zip(names, record, strict=True)))
                 lines.append(line)
         except csv.Error as err:
-            raise DataError(f"{path}:{reader.line_num}: malformed row: {err}") from None
+            message = _csv_error(path, start, reader.line_num, delimiter, str(err))
+            raise DataError(message) from None
         except UnicodeDecodeError as err:
             raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     return Table(path, names or [], rows, lines)
+
+
+def _row_problem(
+    path: str, line: int, end: int, record: list[str], width: int, delimiter: str
+) -> str | None:
+    """What is wrong with a CSV/TSV record of lines ``line``..``end``, or None."""
+    if any("\0" in field for field in record):
+        return f"{path}:{line}: holds a NUL byte (binary data?); save the file as UTF-8 text"
+    if len(record) == width:
+        return None
+    problem = f"{path}:{line}: expected {width} fields, found {len(record)}"
+    if end > line and any("\n" in f or "\r" in f for f in record):  # a quote ran over lines
+        return f"{problem} in a record that runs on to line {end} (a quote not closed?); {_HINT}"
+    return f"{problem} (delimiter {delimiter!r}; set data.quoting if fields hold quotes)"
+
+
+_HINT = (
+    'close the quote, double a quote inside a quoted field (""), or set data.quoting=none if '
+    "quotes are not special in this file"
+)
+
+
+def _csv_error(path: str, start: int, end: int, delimiter: str, error: str) -> str:
+    """The message for a csv.Error in the record of lines ``start``..``end``: a quote that never
+    closes names the line where it opens."""
+    if error == "unexpected end of data":
+        opened = _open_quote(path, start, end, delimiter)
+        return (
+            f"{path}:{opened}: a quote opens here and never closes, so the rest of the file (to "
+            f"line {end}) would be one field; {_HINT}"
+        )
+    if end > start:  # a quoted field ran over line ends, then stopped at the wrong quote
+        opened = _open_quote(path, start, end, delimiter)
+        return (
+            f"{path}:{end}: malformed row ({error}) in a quoted field that opens on line "
+            f"{opened}; {_HINT}"
+        )
+    return f"{path}:{end}: malformed row ({error}); {_HINT}"
+
+
+def _open_quote(path: str, start: int, end: int, delimiter: str) -> int:
+    """The line of the last quote that opens a quoted field in lines ``start``..``end``."""
+    opened, state = start, "start"  # start of a field, in a field, quoted, a quote when quoted
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for number, raw in enumerate(f, 1):
+            if number > end:
+                break
+            for c in raw if number >= start else "":
+                if state == "quoted":
+                    state = "quote" if c == '"' else state
+                elif state == "quote" and c == '"':
+                    state = "quoted"  # a doubled quote inside a quoted field
+                elif state == "start" and c == '"':
+                    state, opened = "quoted", number
+                else:
+                    state = "start" if c in (delimiter, "\n", "\r") else "field"
+    return opened
 
 
 def _read_jsonl(path: str, lenient: bool = False) -> Table:

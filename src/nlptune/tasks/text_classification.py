@@ -6,6 +6,7 @@ with ``AutoModelForSequenceClassification`` and ``pipeline("text-classification"
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -57,6 +58,9 @@ class TextClassificationConfig(TaskConfig):
                 f"{where}: data.text_pair is set but task text_classification reads one text; "
                 "use task.type=sentence_pair for pairs"
             )
+        problem = _columns_problem(data.label, data.label_sep)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
         if isinstance(data.label, list) and self.problem not in ("auto", "multi_label"):
             raise ConfigError(
                 f"{where}: a list of label columns means multi-label, not {self.problem}"
@@ -91,7 +95,25 @@ class Columns:
     hf_subset: str | None = None
 
 
+def _columns_problem(label: Any, label_sep: str | None) -> str | None:
+    """What is wrong with the label keys of the data section (before any training), or None."""
+    if isinstance(label, list) and not label:
+        return (
+            "data.label is an empty list; name the label column (data.label=label), or list the "
+            "0/1 columns of a multi-label task (data.label=[toxic,obscene])"
+        )
+    if label_sep == "":
+        return (
+            "data.label_sep is empty; set it to the text between the labels of a cell (e.g. "
+            "data.label_sep='|'), or leave it unset (null) for one label a cell"
+        )
+    return None
+
+
 def _read_examples(path: str, data: Columns, pair: bool, labelled: bool) -> list[Any]:
+    problem = _columns_problem(data.label, data.label_sep)
+    if problem is not None:
+        raise ConfigError(problem)
     columns: list[str | int] = [data.text]
     if pair:
         if data.text_pair is None:
@@ -133,54 +155,152 @@ def _read_examples(path: str, data: Columns, pair: bool, labelled: bool) -> list
 
 
 def _text(value: Any, table: Table, i: int, column: str | int) -> str:
+    if value is None:
+        raise DataError(f"{table.where(i)}: column '{column}' is empty")
     if not isinstance(value, str):
-        if value is None:
-            raise DataError(f"{table.where(i)}: column '{column}' is empty")
-        value = str(value)
+        raise DataError(
+            f"{table.where(i)}: column '{column}' holds {_kind(value)}, not text; write the "
+            f"text as a string"
+        )
     return value
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, for messages: ``a list``, ``an object (dict)``, ``the number 3``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object (dict)"
+    return f"a {type(value).__name__}"
 
 
 def _labels(table: Table, data: Columns) -> list[Any]:
     if isinstance(data.label, list):  # one 0/1 column per label
-        keys = [table.key(c) for c in data.label]
-        out: list[Any] = []
-        for i, row in enumerate(table.rows):
-            on = []
-            for key in keys:
-                cell = str(row.get(key, "")).strip().lower()
-                if cell not in ("0", "1", "true", "false", "0.0", "1.0"):
-                    raise DataError(
-                        f"{table.where(i)}: label column '{key}' must be 0/1, got {cell!r}"
-                    )
-                if cell in ("1", "true", "1.0"):
-                    on.append(key)
-            out.append(tuple(on))
-        return out
-    values = table.column(data.label)
-    out = []
-    for i, value in enumerate(values):
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise DataError(f"{table.where(i)}: no label in column '{data.label}'")
-        if isinstance(value, list):
-            value = tuple(str(v) for v in value)
-        elif data.label_sep is not None:
-            value = tuple(v.strip() for v in str(value).split(data.label_sep) if v.strip())
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        elif isinstance(value, (int, float)):
-            value = str(value)
-        out.append(value.strip() if isinstance(value, str) else value)
+        return _label_columns(table, data.label)
+    column, sep = data.label, data.label_sep
+    out: list[Any] = []
+    for i, value in enumerate(table.column(column)):
+        label = _label(value, table, i, column)
+        if sep is not None and isinstance(label, str):
+            label = tuple(v.strip() for v in label.split(sep) if v.strip())
+        if out and isinstance(label, tuple) != isinstance(out[0], tuple):  # the first row decides
+            raise DataError(_mixed(table.where(i), label, table.where(0)))
+        out.append(label)
+    _no_missing_numbers(out, table, column)
     return out
 
 
+def _label_columns(table: Table, columns: list[str | int]) -> list[Any]:
+    keys = [table.key(c) for c in columns]
+    out: list[Any] = []
+    for i, row in enumerate(table.rows):
+        on = []
+        for key in keys:
+            cell = str(row.get(key, "")).strip().lower()
+            if cell not in ("0", "1", "true", "false", "0.0", "1.0"):
+                raise DataError(f"{table.where(i)}: label column '{key}' must be 0/1, got {cell!r}")
+            if cell in ("1", "true", "1.0"):
+                on.append(key)
+        out.append(tuple(on))
+    return out
+
+
+def _label(value: Any, table: Table, i: int, column: str | int) -> str | tuple[str, ...]:
+    """One label cell: a class name (a JSON number as its shortest name: 1.0 is ``1``), or a
+    tuple of them for a list; a missing, non-finite or nested value is a DataError."""
+    where = table.where(i)
+    if isinstance(value, list):
+        return tuple(
+            _one_label(v, f"{where}: a label in the list in column '{column}'") for v in value
+        )
+    return _one_label(value, f"{where}: the label in column '{column}'")
+
+
+def _one_label(value: Any, what: str) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError(f"{what} is missing; every example needs a label")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DataError(
+            f"{what} is {value}, not a label; a missing label is an error, not a number: give "
+            "the example its label or remove it"
+        )
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 1.0 and 1 are one class
+    if isinstance(value, (int, float)):
+        return str(value)
+    if not isinstance(value, str):
+        raise DataError(
+            f"{what} is {_kind(value)}; a label is a string or a number (multi-label: a list of "
+            "them)"
+        )
+    return value.strip()
+
+
+def _mixed(where: str, label: Any, first: str) -> str:
+    kind, other = ("a list", "one label") if isinstance(label, tuple) else ("one label", "a list")
+    return (
+        f"{where}: the label is {kind} but at {first} it is {other}; write every label as a list "
+        '(multi-label, e.g. ["sports"]) or every label as one value'
+    )
+
+
+_MISSING = frozenset({"na", "n/a", "nan", "null", "none"})
+
+
+def _no_missing_numbers(labels: list[Any], table: Table, column: str | int) -> None:
+    """Among numeric labels, ``nan``/``inf``/``NA``/``null`` marks a missing value, not a class
+    (nor a score): a DataError naming the first one, before it makes the task regression."""
+    if not any(isinstance(x, str) and _number(x) is not None and not _missing(x) for x in labels):
+        return
+    for i, label in enumerate(labels):
+        if _missing(label):
+            raise DataError(
+                f"{table.where(i)}: the label in column '{column}' is {label!r}, a missing "
+                "value among numeric labels; every example needs a label: give it one or "
+                "remove the example"
+            )
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _missing(label: Any) -> bool:
+    """``nan``, ``inf``, ``NA``, ``null``, ``None``: how tables mark a missing number."""
+    if not isinstance(label, str):
+        return False
+    number = _number(label)
+    return label.lower() in _MISSING if number is None else not math.isfinite(number)
+
+
 def infer_problem(examples: Sequence[TextExample]) -> str:
-    """multi_label for tuple labels, regression for numbers that are not all integers."""
-    if any(isinstance(e.label, tuple) for e in examples):
+    """multi_label for tuple labels, regression for numbers that are not all integers. Tuple
+    labels in some examples and single labels in others, or a number that is not finite, is a
+    DataError naming the first such example."""
+    lists = [isinstance(e.label, tuple) for e in examples]
+    if any(lists):
+        if not all(lists):
+            odd = examples[lists.index(not lists[0])]
+            raise DataError(_mixed(odd.where, odd.label, examples[0].where))
         return "multi_label"
     try:
         numbers = [float(e.label) for e in examples]  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return "single_label"
+    for e, n in zip(examples, numbers, strict=True):
+        if not math.isfinite(n):
+            raise DataError(f"{e.where}: label {e.label!r} is not a finite number")
     return "regression" if any(not n.is_integer() for n in numbers) else "single_label"
 
 
@@ -254,8 +374,11 @@ class TextClassification:
         if self.problem == "regression":
             self.labels = []
             for e in train:
-                self._score(e)
+                self._score(self._scalar(e))
             return
+        if self.problem == "single_label":
+            for e in train:
+                self._scalar(e)
         if not self.labels:
             seen: set[str] = set()
             for e in train:
@@ -280,13 +403,25 @@ class TextClassification:
     @staticmethod
     def _score(e: TextExample) -> float:
         try:
-            return float(e.label)  # type: ignore[arg-type]
+            score = float(e.label)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise DataError(f"{e.where}: regression label {e.label!r} is not a number") from None
+        if not math.isfinite(score):
+            raise DataError(f"{e.where}: regression label {e.label!r} is not a finite number")
+        return score
+
+    def _scalar(self, e: TextExample) -> TextExample:
+        """``e``, whose label must be one label (single-label, regression), not a list."""
+        if isinstance(e.label, tuple):
+            raise DataError(
+                f"{e.where}: the label is a list, but this task is {self.problem} (one label an "
+                "example); write one label, or set task.problem=multi_label"
+            )
+        return e
 
     def encode_labels(self, examples: Sequence[TextExample]) -> np.ndarray:
         if self.problem == "regression":
-            return np.array([self._score(e) for e in examples], dtype=np.float32)
+            return np.array([self._score(self._scalar(e)) for e in examples], dtype=np.float32)
         index = {name: i for i, name in enumerate(self.labels)}
         if self.problem == "multi_label":
             out = np.zeros((len(examples), len(self.labels)), dtype=np.float32)
@@ -295,7 +430,9 @@ class TextClassification:
                 for name in names:
                     out[row, self._index(index, name, e)] = 1.0
             return out
-        return np.array([self._index(index, str(e.label), e) for e in examples], dtype=np.int64)
+        return np.array(
+            [self._index(index, str(self._scalar(e).label), e) for e in examples], dtype=np.int64
+        )
 
     def _index(self, index: dict[str, int], name: str, e: TextExample) -> int:
         if name not in index:
@@ -368,6 +505,8 @@ class TextClassification:
                 raise DataError(f"{where}: this model reads text pairs; give (text, text_pair)")
             return TextExample(item, where=where)
         if isinstance(item, tuple):
+            if len(item) != 2 or not all(isinstance(x, str) for x in item):
+                raise DataError(f"{where}: a pair is two texts, got {item!r:.80}")
             return TextExample(item[0], item[1], where=where)
         if not isinstance(item, dict):
             raise DataError(
@@ -380,10 +519,13 @@ class TextClassification:
     @staticmethod
     def _field(item: dict[str, Any], column: Any, default: str, where: str) -> str:
         keys = [k for k in (column, default) if isinstance(k, str)]
-        value = next((item[k] for k in keys if k in item), None)
-        if value is None:
+        key = next((k for k in keys if k in item), None)
+        if key is None:
             raise DataError(f"{where}: no '{keys[0]}' field in {sorted(item)}")
-        return str(value)
+        value = item[key]
+        if not isinstance(value, str):
+            raise DataError(f"{where}: field '{key}' holds {_kind(value)}, not text")
+        return value
 
     def predictions(
         self,
