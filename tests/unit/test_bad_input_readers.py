@@ -395,3 +395,13 @@ def test_target_wider_than_the_window_is_an_error(tiny_bert: Path) -> None:
             task.featurize([example], text)
     mask = task.featurize([near], text).sequences["target_mask"][0]
     assert mask.sum() == 1 and len(mask) <= 16
+
+
+# -- encodings ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_wide_conll_and_conllu_files_name_their_encoding(encoding: str, tmp_path: Path) -> None:
+    for name, read in (("ner_dev.conll", read_conll), ("pos_dev.conllu", read_conllu)):
+        path = tmp_path / name
+        path.write_bytes((FIXTURES / name).read_text(encoding="utf-8").encode(encoding))
+        with pytest.raises(DataError, match=r"UTF-(16|32).*not UTF-8; convert it, e.g. iconv"):
+            read(str(path))

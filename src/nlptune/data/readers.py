@@ -9,26 +9,18 @@ closes (it would swallow the rest of the file into one field).
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import sys
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from nlptune.data.textfile import decoded_lines
+from nlptune.data.textfile import check_utf8, decoded_lines
 from nlptune.errors import DataError, did_you_mean
 
 csv.field_size_limit(sys.maxsize)
 ERROR = "\0error"  # the key of a lenient read's placeholder for a record it could not read
-_BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
-    (b"\xff\xfe\x00\x00", "UTF-32"),
-    (b"\x00\x00\xfe\xff", "UTF-32"),
-    (b"\xff\xfe", "UTF-16"),
-    (b"\xfe\xff", "UTF-16"),
-)
 
 
 @dataclass(frozen=True)
@@ -67,61 +59,6 @@ class Table:
     def column(self, column: str | int) -> list[Any]:
         key = self.key(column)
         return [row.get(key) for row in self.rows]
-
-
-def check_utf8(path: str | Path) -> None:
-    """Refuse, for the whole file, text that is not UTF-8 but UTF-16 or UTF-32 (a byte-order
-    mark, or NUL bytes in its first 64 KiB): read as UTF-8 each line would be a garbage record.
-    The DataError names the encoding and the ``iconv`` command that converts the file."""
-    opener: Any = gzip.open if str(path).endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            head: bytes = f.read(1 << 16)
-    except (OSError, EOFError, zlib.error):
-        return  # the reader itself says what it can't read
-    encoding = next((name for bom, name in _BOMS if head.startswith(bom)), None)
-    why = "it starts with a byte-order mark"
-    if encoding is None and b"\0" in head:
-        encoding = _wide_encoding(head)
-        why = f"no byte-order mark, but NUL bytes where {encoding} has them"
-        if encoding is None:  # a stray NUL, a binary file, or UTF-16 of a non-Latin script
-            raise DataError(
-                f"{path}: holds NUL bytes (the first at byte {head.index(0)}): not text, or text "
-                "in an encoding other than UTF-8 (UTF-16 or UTF-32?); save it as UTF-8 text"
-            )
-    if encoding is not None:
-        name = Path(path).name
-        stem, dot, rest = name.partition(".")
-        fixed = f"{stem}.utf8{dot}{rest}"
-        command = f"iconv -f {encoding} -t UTF-8 {name} > {fixed}"
-        if name.endswith(".gz"):
-            command = f"zcat {name} | iconv -f {encoding} -t UTF-8 | gzip > {fixed}"
-        raise DataError(
-            f"{path}: the file is {encoding} text ({why}), not UTF-8; convert it, e.g. {command}"
-        )
-
-
-def _wide_encoding(head: bytes) -> str | None:
-    """UTF-16/32 and the byte order that the NUL bytes of a file without a byte-order mark
-    show (the high bytes of ASCII and Latin characters), else None (a stray NUL in UTF-8, a
-    binary file, or UTF-16 of a script with few NUL bytes: told apart no further)."""
-    head = head[: len(head) // 4 * 4]
-
-    def share(k: int, step: int) -> float:  # the share of NUL bytes at k, k + step, ...
-        part = head[k::step]
-        return part.count(0) / len(part) if part else 0.0
-
-    if len(head) < 8 or not head.strip(b"\0"):
-        return None
-    if share(2, 4) == share(3, 4) == 1:
-        return "UTF-32LE"
-    if share(0, 4) == share(1, 4) == 1:
-        return "UTF-32BE"
-    if share(0, 2) == 0 and share(1, 2) >= 0.5:
-        return "UTF-16LE"
-    if share(1, 2) == 0 and share(0, 2) >= 0.5:
-        return "UTF-16BE"
-    return None
 
 
 def detect_format(path: str, fmt: str) -> str:
