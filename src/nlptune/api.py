@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nlptune import artefact, build, stages
-from nlptune.backbones.hf_paths import quiet_transformers
+from nlptune.backbones.hf_paths import check_tokenizer_files, quiet_transformers
 from nlptune.card import write_card
 from nlptune.config import RunConfig, load_config
 from nlptune.config import validate as config_validate
@@ -105,6 +105,7 @@ def train(
     _check_output_dir(folder, resume, overwrite)
     p = build.parts(run)
     build.check(p, run)
+    _check_tokenizer(run)
     splits = build.read_splits(run, p.task)  # data errors surface before weights load
     digests = {name: source_digest(data.path) for name, data in splits.items()}
     if resume:
@@ -143,7 +144,9 @@ def _train(
                 "%s: %d examples (%s)",
                 name,
                 len(data.examples),
-                "feature cache hit" if hit else "tokenized and cached",
+                "feature cache hit"
+                if hit
+                else ("tokenized and cached" if data.features.stored else "tokenized, not cached"),
             )
     state, model = build.train_model(
         run, p, splits, text, accelerator, callbacks, resume, started=started
@@ -300,6 +303,15 @@ def _check_output_dir(folder: Path, resume: bool, overwrite: bool) -> None:
             f"output_dir {folder} holds an unfinished run; pass --resume to continue it or "
             "--overwrite to start again"
         )
+
+
+def _check_tokenizer(run: RunConfig) -> None:
+    """A transformers model folder must hold its tokenizer's files (without them every word
+    would be read as unknown)."""
+    if run.backbone.type in ("hf_encoder", "hf_seq2seq"):
+        local = Path(run.backbone.path).expanduser()
+        if local.is_dir():
+            check_tokenizer_files(local, f"backbone.path {run.backbone.path}")
 
 
 def _check_resume(folder: Path, run: RunConfig, digests: dict[str, str | None]) -> None:

@@ -65,9 +65,25 @@ def is_run(folder: Path) -> bool:
     )
 
 
+def owning_run(path: Path) -> Path | None:
+    """The run folder that ``path`` (absolute, symlinks resolved) belongs to, as one of the
+    entries a run writes (``OWN``, the lock) or inside one; None for anything else (a file of
+    the user's beside a run's entries is not the run's)."""
+    for parent in path.parents:
+        entry = path.relative_to(parent).parts[0]
+        if entry in (*OWN, LOCK) and is_run(parent):
+            return parent
+    return None
+
+
 def check_output_dir(folder: Path) -> None:
-    """Refuse an output_dir that nlptune must not write into: a file, or a folder with other
-    things in it that is not a run."""
+    """Refuse an output_dir that nlptune must not write into: a file, a symlink to nothing, or
+    a folder with other things in it that is not a run."""
+    if folder.is_symlink() and not folder.exists():
+        raise NlptuneError(
+            f"output_dir {folder} is a symlink to {os.readlink(folder)}, which does not exist; "
+            "make that folder or set output_dir=... to another folder"
+        )
     if folder.exists() and not folder.is_dir():
         raise NlptuneError(f"output_dir {folder} is a file; name a folder")
     if folder.is_dir() and not is_run(folder):
@@ -195,8 +211,16 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return ``(config dict, labels)`` of a finished run, or raise a clear error."""
+    from nlptune.config import printable
+
     if not folder.is_dir():
-        raise NlptuneError(f"run directory not found: {folder}")
+        raise NlptuneError(f"run directory not found: {printable(str(folder))}")
+    try:
+        str(folder).encode("utf-8")
+    except UnicodeEncodeError:  # the model's files (safetensors) can't be opened under it
+        raise NlptuneError(
+            f"run directory {printable(str(folder))}: its path is not valid UTF-8; rename it"
+        ) from None
     if not is_complete(folder):
         raise NlptuneError(
             f"{folder} is not a finished run (no {META}); it may still be training or have "

@@ -104,9 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     adapt.add_argument("--workers", type=_positive, default=1, help="gensim worker threads")
     adapt.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
-    from nlptune import serve
+    from nlptune import onnx_export, serve
 
-    serve.add_parser(sub)  # nlptune serve: its arguments live beside the server
+    serve.add_parser(sub)  # nlptune serve and export: their arguments live beside them
+    onnx_export.add_parser(sub)
     demo = sub.add_parser("demo", help="fine-tune MiniLM on 200 movie reviews and predict")
     demo.add_argument("--output-dir", default="runs/demo")
     return parser
@@ -237,6 +238,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from nlptune import serve
 
         return serve.main(args)
+    elif args.command == "export":
+        from nlptune import onnx_export
+
+        return onnx_export.main(args)
     elif args.command == "demo":
         from nlptune.demo import run_demo
 
@@ -245,19 +250,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Stream predictions to ``--output`` (written through a temporary file: a stopped run
-    leaves no half-written output) or stdout. Returns 0, or 1 when some records failed."""
+    """Stream predictions to ``--output`` (see :func:`nlptune.outputs.output_target`) or
+    stdout. Returns 0, or 1 when some records failed."""
     run, source, output, fmt = args.run, args.input, args.output, args.format
     strict, batch_size = args.strict, args.batch_size
-    from nlptune.data.features import atomic_write
     from nlptune.inputs import input_exists
-    from nlptune.outputs import Writer, check_format
+    from nlptune.outputs import Writer, check_format, output_target, write_output
     from nlptune.predict import Predictor
     from nlptune.progress import Progress
 
     if not input_exists(Path(source)):
         raise NlptuneError(f"input file not found: {source}")
-    target = _output_path(output, source)
+    target = output_target(output, source)
     raw, _ = artefact.read_run(Path(run))  # the task, before the model loads
     data_format = str((raw.get("data") or {}).get("format", "auto"))
     fmt = check_format(fmt, str((raw.get("task") or {}).get("type")), source, data_format)
@@ -282,29 +286,9 @@ def _predict(args: argparse.Namespace) -> int:
         writer.close()
         out.flush()  # a reader that left (`| head`) is found here, inside the try
 
-    if target is None:
-        write(sys.stdout)
-    else:
-        atomic_write(target, write, mode="w")  # a stopped run leaves no half-written output
-    _report(counts[0], counts[1], failed, output)
+    write_output(target, write, sys.stdout)
+    _report(counts[0], counts[1], failed, output if target.path is not None else None)
     return 1 if counts[1] else 0
-
-
-def _output_path(output: str | None, source: str) -> Path | None:
-    """The ``--output`` file, checked before any work: not a folder, not the input; its folder
-    is made."""
-    if output is None:
-        return None
-    target = Path(output)
-    if target.is_dir():
-        raise NlptuneError(f"--output {output} is a folder; name a file in it")
-    if target.exists() and Path(source).exists() and os.path.samefile(target, source):
-        raise NlptuneError(f"--output {output} is the input file; write to another file")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NlptuneError(f"--output {output}: can't make its folder: {err}") from None
-    return target
 
 
 def _report(written: int, failures: int, first: list[dict[str, Any]], output: str | None) -> None:

@@ -10,6 +10,7 @@ reference and error messages.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import UnionType
@@ -22,12 +23,14 @@ from nlptune.errors import ConfigError, did_you_mean
 from nlptune.registry import BACKBONES, STRATEGIES, TASKS
 
 Column = str | int
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors."""
+    """Base of every config section: unknown keys are errors, and so are nan and inf (a float
+    key that may be infinite says so itself)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TaskConfig(Section):
@@ -148,7 +151,9 @@ Tracker = Literal["tensorboard", "mlflow", "wandb", "aim", "comet_ml", "clearml"
 
 
 class TrainerConfig(Section):
-    epochs: float = Field(3, gt=0, description="passes over the training data")
+    epochs: float = Field(
+        3, gt=0, allow_inf_nan=True, description="passes over the training data"
+    )  # .inf with max_steps: until max_steps
     max_steps: int | None = Field(
         None, ge=1, description="stop after this many optimizer steps (overrides epochs)"
     )
@@ -227,7 +232,13 @@ class RunConfig(Section):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)  # type: ignore[arg-type]
     strategy: StrategyConfig
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)  # type: ignore[arg-type]
-    seed: int = Field(42, description="random seed for weights, data order and dropout")
+    seed: int = Field(
+        42,
+        ge=0,
+        le=SEED_MAX,
+        strict=True,  # true is not a seed
+        description="random seed for weights, data order and dropout",
+    )
     output_dir: str = Field("runs/run", description="run directory (the artefact)")
 
     def to_dict(self) -> dict[str, Any]:
@@ -338,13 +349,14 @@ def validate(raw: dict[str, Any], name: str = "<dict>") -> RunConfig:
     for key in raw:
         if key not in known:
             raise ConfigError(f"{name}: unknown key '{key}'{did_you_mean(key, known)}")
+    _check_text(raw, name)
     sections: dict[str, Any] = {}
     for section in [*_TYPED_SECTIONS, *_SECTIONS]:
         body = raw.get(section) or {}
         if not isinstance(body, dict):
             raise ConfigError(f"{name}: '{section}' must be a mapping, got {body!r}")
         kind = body.get("type")
-        if kind is not None and not isinstance(kind, str):
+        if kind is not None and (not isinstance(kind, str) or not kind.strip()):
             raise ConfigError(
                 f"{name}: {section}.type must be a name (nlptune list {section}s), got {kind!r}"
             )
@@ -362,8 +374,38 @@ def validate(raw: dict[str, Any], name: str = "<dict>") -> RunConfig:
     return config
 
 
+def _check_text(value: Any, name: str, key: str = "") -> None:
+    """Refuse a string that is not valid Unicode text: a path made of bytes that are not UTF-8
+    (``os.fsdecode`` keeps them as lone surrogates), which the model and checkpoint files
+    (safetensors) can't be opened under."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(v, name, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text(v, name, f"{key}[{i}]")
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{printable(name)}: {key}: '{printable(value)}' is not valid UTF-8; rename the "
+                "file or folder, or give a UTF-8 name"
+            ) from None
+
+
+def printable(text: str) -> str:
+    """``text`` (a path) with what is not UTF-8 written as escapes (a byte 0xff as ``\\xff``)."""
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _check_combinations(config: RunConfig, name: str) -> None:
     trainer = config.trainer
+    if not config.output_dir.strip():
+        raise ConfigError(f"{name}: output_dir is empty; name the run's folder, e.g. runs/my-run")
     if trainer.precision == "fp16" and not _cuda_available():
         raise ConfigError(f"{name}: trainer.precision=fp16 needs a GPU; use bf16 or auto on CPU")
     if config.data.train is None:

@@ -9,17 +9,24 @@ input file's lines with the predicted tag appended to every token line (what con
 ``semeval`` (word_sense on SemEval-2007 XML): the key-file format, ``lemma instance-id
 sense-id`` a line. A record that failed writes nothing in ``squad``/``semeval`` (the scorers
 count it unanswered) and ``O`` tags in ``conll``; the summary counts it either way.
+
+Where they go (:func:`output_target`): stdout, a regular file written through a temporary file
+renamed over it, or a FIFO or character device written straight through (never replaced); a
+symlink is followed to its target and stays.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from nlptune.errors import DataError
+from nlptune.errors import DataError, NlptuneError
 
 logger = logging.getLogger("nlptune")
 
@@ -55,6 +62,77 @@ def check_format(fmt: str, task: str, source: str, data_format: str = "auto") ->
             "not SemEval XML (a .xml file or a folder of them; use --format jsonl)"
         )
     return "squad" if fmt == "json" and task in QA_TASKS else fmt
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where ``--output`` writes: ``path`` None is stdout; ``through``: straight into ``path``
+    (a FIFO or character device), else through a temporary file renamed over it."""
+
+    path: Path | None
+    through: bool = False
+
+
+def output_target(output: str | None, source: str) -> Target:
+    """The ``--output`` target, checked before any work: none or ``-`` is stdout; a symlink is
+    followed (its target is written, the link stays); a FIFO or character device is written
+    straight through. Refused (NlptuneError): a folder, a block device or socket, a read-only
+    file, the input file, and anything a run owns (``config.yaml``, ``labels.json``,
+    ``model/``... of any run folder, so predictions never overwrite a run). The folder of a new
+    file is made."""
+    if output is None or output == "-":
+        return Target(None)
+    from nlptune.artefact import owning_run
+
+    given = Path(output)
+    try:
+        target = given.resolve()  # through symlinks: the file that would change
+    except (OSError, RuntimeError) as err:  # a symlink loop
+        raise NlptuneError(f"--output {output}: can't follow it ({err})") from None
+    shown = output if target == given.absolute() else f"{output} (-> {target})"
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as err:
+        raise NlptuneError(f"--output {shown}: {err.strerror or err}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise NlptuneError(f"--output {shown} is a folder; name a file in it")
+    if mode is not None and (stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)):
+        kind = "a block device (a disk)" if stat.S_ISBLK(mode) else "a socket"
+        raise NlptuneError(f"--output {shown} is {kind}; name a file")
+    if mode is not None and Path(source).exists() and os.path.samefile(target, source):
+        raise NlptuneError(f"--output {shown} is the input file; write to another file")
+    run = owning_run(target)
+    if run is not None:
+        raise NlptuneError(
+            f"--output {shown} is part of the nlptune run {run}; writing it would damage the "
+            "run: name a file outside the run's own entries"
+        )
+    if mode is not None and not os.access(target, os.W_OK):  # a rename would replace it
+        raise NlptuneError(f"--output {shown} is read-only; name another file")
+    through = mode is not None and not stat.S_ISREG(mode)  # a FIFO or character device
+    if not through:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise NlptuneError(f"--output {shown}: can't make its folder: {err}") from None
+    return Target(target, through)
+
+
+def write_output(target: Target, write: Callable[[IO[str]], None], stdout: IO[str]) -> None:
+    """Call ``write`` with the open ``target`` (``stdout`` for none): a regular file through a
+    temporary file renamed at the end (a stopped run leaves no half-written output), a FIFO or
+    device straight through."""
+    from nlptune.data.features import atomic_write
+
+    if target.path is None:
+        write(stdout)
+    elif target.through:
+        with open(target.path, "w", encoding="utf-8") as out:
+            write(out)
+    else:
+        atomic_write(target.path, write, mode="w")
 
 
 class Writer:

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from nlptune import build
+from nlptune.backbones.hf_paths import check_tokenizer_files, json_key
 from nlptune.config import RunConfig
 from nlptune.data.examples import BadRecord, located
-from nlptune.errors import DataError
+from nlptune.errors import DataError, ModelError
 from nlptune.inputs import Record, records
 from nlptune.progress import Progress
 from nlptune.tasks.base import Task
@@ -63,6 +64,7 @@ class Predictor:
         ``batch_size`` defaults to the run's evaluation batch size; ``progress`` shows
         :meth:`evaluate`'s progress on stderr."""
         trained = build.load_trained(Path(path))
+        check_trained(Path(path), trained)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         trained.model.to(dev).eval()
         return cls(
@@ -211,6 +213,52 @@ class Predictor:
         if len(rows) != len(examples):
             raise RuntimeError(f"{len(rows)} predictions for {len(examples)} inputs")
         return list(rows)
+
+
+def check_trained(folder: Path, trained: build.Trained) -> None:
+    """What loading alone does not catch in a run folder that was changed or damaged: missing
+    tokenizer files (every word would read as unknown), labels.json naming the labels in
+    another order than the saved model's ``id2label`` (every prediction would get another
+    label's name), and weights that are nan or inf. ModelError, naming the file."""
+    model = folder / "model"
+    if trained.config.backbone.type in ("hf_encoder", "hf_seq2seq"):
+        check_tokenizer_files(model, f"{folder}: model/")
+    export = trained.task.export()
+    saved, where = _saved_labels(model, export.kind)
+    mine = [str(x) for x in export.label_names]
+    if where.startswith("config.json"):
+        mine = mine or ["score"]  # as transformers' id2label is written (hf_export)
+    if saved is not None and saved != mine:
+        raise ModelError(
+            f"{folder}: labels.json names the labels {_few(mine)} but model/{where} "
+            f"{_few(saved)}; the run folder was changed: restore labels.json or train it again"
+        )
+    bad = [n for n, w in trained.model.named_parameters() if not bool(torch.isfinite(w).all())]
+    if bad:
+        raise ModelError(
+            f"{folder}: {len(bad)} saved weight tensors hold nan or inf ({', '.join(bad[:3])}); "
+            "the run diverged or its files are damaged: train it again (a lower trainer.lr)"
+        )
+
+
+def _saved_labels(model: Path, kind: str) -> tuple[list[str] | None, str]:
+    """The label names the saved model holds, in output order, and the file that says so:
+    transformers' ``config.json`` (``id2label``) or the static-vectors network file; None
+    where the model keeps none (QA, text-to-text, masked LM, an encoder with our own head)."""
+    network = model / "static_vectors.json"
+    if network.is_file():
+        labels = json_key(network, "labels")
+        return ([str(x) for x in labels] if isinstance(labels, list) else None), network.name
+    if kind in ("encoder", "question_answering", "seq2seq_lm", "masked_lm"):
+        return None, ""
+    id2label = json_key(model / "config.json", "id2label")
+    if not isinstance(id2label, dict):
+        return None, ""
+    return [str(id2label.get(str(i))) for i in range(len(id2label))], "config.json (id2label)"
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:6]) + (f", ... ({len(names)})" if len(names) > 6 else "")
 
 
 def _message(err: Exception) -> str:

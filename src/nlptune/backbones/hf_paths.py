@@ -60,6 +60,55 @@ def resolve_model_path(path: str) -> str:
     return path
 
 
+# what a tokenizer reads its vocabulary from: a fast tokenizer, WordPiece, BPE (GPT-2, RoBERTa,
+# BART: vocab.json + merges.txt; XLM: vocab + bpe codes), sentencepiece (spiece.model,
+# sentencepiece.bpe.model, spm.model, tokenizer.model; Marian's source.spm), tiktoken
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "*.spm",
+    "*.tiktoken",
+    "vocab.*",
+    "*vocab*.txt",
+    "bpe.codes",
+)
+# tokenizers that need no file (bytes or characters are the vocabulary)
+NO_FILE_TOKENIZERS = {"ByT5Tokenizer", "CanineTokenizer", "PerceiverTokenizer"}
+NO_FILE_MODELS = {"canine", "perceiver"}
+
+
+def check_tokenizer_files(folder: Path, what: str) -> None:
+    """Refuse a model folder without tokenizer files: transformers then builds a tokenizer with
+    an empty vocabulary that reads every word as unknown, silently. (Not part of
+    :func:`resolve_model_path`: a folder of a config alone is enough to check architectures.)
+    ``what`` names the folder in the message (``backbone.path X``)."""
+    if any(next(folder.glob(pattern), None) is not None for pattern in TOKENIZER_FILES):
+        return
+    if json_key(folder / "tokenizer_config.json", "tokenizer_class") in NO_FILE_TOKENIZERS:
+        return
+    if json_key(folder / "config.json", "model_type") in NO_FILE_MODELS:
+        return
+    raise ModelError(
+        f"{what}: the folder has no tokenizer files (tokenizer.json, vocab.txt, vocab.json + "
+        "merges.txt, or a sentencepiece .model), so every word would read as unknown; copy "
+        "the model's tokenizer files into it"
+    )
+
+
+def json_key(path: Path, key: str) -> Any:
+    """``key`` of a JSON object file (None when the file is missing, not JSON or no object)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get(key) if isinstance(data, dict) else None
+
+
 def _hub_unreachable(timeout: float = 3.0) -> str | None:
     """Why the Hugging Face hub can't be reached (a failed name lookup or connection within
     ``timeout`` seconds), or None when it can, or when a proxy decides (not probed)."""

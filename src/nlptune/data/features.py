@@ -3,7 +3,9 @@
 Sequence columns (``input_ids``, ``token_type_ids``) are ragged: stored as one flat array plus
 offsets. Other columns (``labels``) hold one row per example. Each item's length (what batching
 groups by) is declared by the task that made the features. Cache files are ``.npz`` archives of
-plain arrays (no pickles), written atomically.
+plain arrays (no pickles), written atomically; each holds a checksum of its arrays and the key
+it was stored under (and, where the caller gives it, its example count), so a damaged entry, or
+an entry copied over another key's file, is rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from nlptune.errors import NlptuneError
+
 logger = logging.getLogger("nlptune")
 
-FEATURE_VERSION = 4  # 4: entries carry a checksum
+FEATURE_VERSION = 5  # 4: entries carry a checksum; 5: and their key and example count
 
 
 @dataclass
@@ -35,6 +39,8 @@ class Features:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, list[np.ndarray]] = field(default_factory=dict)
     lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # whether the feature cache holds these features (set by :func:`cached`)
+    stored: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(next(iter(self.sequences.values()))) if self.sequences else 0
@@ -44,7 +50,9 @@ class Features:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, stamp: dict[str, Any] | None = None) -> None:
+        """Write the features to ``path``; ``stamp`` (JSON data: the cache key, the example
+        count) is stored with them, under the checksum, for :meth:`load` to compare."""
         arrays: dict[str, np.ndarray] = {}
         for kind, group in (("seq", self.sequences), ("meta", self.meta)):
             for name, seqs in group.items():
@@ -54,18 +62,24 @@ class Features:
         for name, value in self.values.items():
             arrays[f"val.{name}"] = value
         arrays["lengths"] = self.lengths
+        if stamp is not None:
+            arrays["stamp"] = np.frombuffer(json.dumps(stamp, sort_keys=True).encode(), np.uint8)
         arrays["checksum"] = np.frombuffer(_checksum(arrays), dtype=np.uint8)
         atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     @classmethod
-    def load(cls, path: Path) -> Features:
+    def load(cls, path: Path, stamp: dict[str, Any] | None = None) -> Features:
         """Features saved by :meth:`save`; ValueError when the file's checksum does not match
-        (a damaged or foreign file is never read as features)."""
+        (a damaged or foreign file is never read as features) or, given ``stamp``, when the
+        file was saved with another (an entry of another key or other data)."""
         with np.load(path, allow_pickle=False) as z:
             arrays = {key: z[key] for key in z.files}
         stored = arrays.pop("checksum", None)
         if stored is None or stored.tobytes() != _checksum(arrays):
             raise ValueError("its checksum does not match its content")
+        saved = arrays.pop("stamp", None)
+        if stamp is not None:
+            _check_stamp(json.loads(saved.tobytes()) if saved is not None else {}, stamp)
         groups: dict[str, dict[str, list[np.ndarray]]] = {"seq": {}, "meta": {}}
         values: dict[str, np.ndarray] = {}
         for key, flat in arrays.items():
@@ -76,6 +90,17 @@ class Features:
             elif kind == "val":
                 values[name] = flat
         return cls(groups["seq"], values, groups["meta"], arrays["lengths"])
+
+
+def _check_stamp(found: Any, stamp: dict[str, Any]) -> None:
+    """ValueError unless an entry's stored stamp is ``stamp``."""
+    found = found if isinstance(found, dict) else {}
+    if found.get("key") != stamp.get("key"):
+        raise ValueError("it was stored under another key (a file copied or renamed)")
+    if found.get("examples") != stamp.get("examples"):
+        raise ValueError(
+            f"it was made from {found.get('examples')} examples, not {stamp.get('examples')}"
+        )
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> bytes:
@@ -90,6 +115,11 @@ def _checksum(arrays: dict[str, np.ndarray]) -> bytes:
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
+    if path.exists() and not path.is_symlink() and not path.is_file():
+        raise NlptuneError(
+            f"{path} is not a regular file (a folder, FIFO, device or socket); nlptune never "
+            "replaces one: name a file"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -135,20 +165,30 @@ def cache_dir(configured: str | None) -> Path:
 
 
 def cached(
-    directory: Path, key_parts: Iterable[Any], build: Callable[[], Features]
+    directory: Path,
+    key_parts: Iterable[Any],
+    build: Callable[[], Features],
+    examples: int | None = None,
 ) -> tuple[Features, bool]:
     """Return the features stored under the digest of ``key_parts``, building them on a miss.
+    An entry holds its full key (and ``examples``, the number of examples it was made from,
+    where given) and is used only when they match.
 
     Returns:
-        ``(features, hit)``; ``hit`` tells whether the cache answered.
+        ``(features, hit)``; ``hit`` tells whether the cache answered, ``features.stored``
+        whether the cache holds them now.
     """
-    key = hashlib.sha256(
+    digest = hashlib.sha256(
         json.dumps([FEATURE_VERSION, *key_parts], sort_keys=True, default=str).encode()
-    ).hexdigest()[:32]
+    ).hexdigest()
+    key = digest[:32]
+    stamp = {"key": digest, "examples": examples}
     path = directory / "features" / f"{key}.npz"
     if path.is_file():
         try:
-            return Features.load(path), True
+            features = Features.load(path, stamp)
+            features.stored = True
+            return features, True
         except Exception as err:  # noqa: BLE001 (any damage: bad zip, truncation, checksum)
             logger.warning(
                 "warning: feature cache entry %s is damaged (%s); rebuilding it",
@@ -159,8 +199,9 @@ def cached(
                 path.unlink()
     features = build()
     try:
-        features.save(path)
-    except OSError as err:  # a read-only or full cache: train without it
+        features.save(path, stamp)
+        features.stored = True
+    except (OSError, NlptuneError) as err:  # a read-only or full cache: train without it
         logger.warning("warning: can't write the feature cache %s (%s); not cached", path, err)
     return features, False
 

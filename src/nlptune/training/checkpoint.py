@@ -3,19 +3,27 @@
 A checkpoint folder holds ``model.safetensors`` (the parameters the optimizer holds; the rest
 equals the pre-trained weights), ``optimizer.safetensors`` + ``optimizer.json``, ``scheduler.json``,
 ``rng.safetensors`` and ``state.json``. Folders are replaced atomically (write ``NAME.new``, then
-swap), so a crash leaves the previous checkpoint intact.
+swap), so a crash leaves the previous checkpoint intact. A checkpoint is read whole and checked
+(every file parses, every tensor fits the model) before anything of it is applied, so a damaged
+one raises :class:`DamagedCheckpoint` and leaves model, optimizer and RNG as they were.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from nlptune.errors import NlptuneError
+
+
+class DamagedCheckpoint(NlptuneError):
+    """A checkpoint's files are missing, truncated or do not fit the model."""
 
 
 def weights_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, torch.Tensor]:
@@ -29,11 +37,42 @@ def save_weights(model: torch.nn.Module, folder: Path, names: Iterable[str]) -> 
 
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
-    state = load_file(str(folder / "model.safetensors"))
+    """Copy ``folder``'s saved parameters into ``model``; DamagedCheckpoint when the file can't
+    be read or does not fit the model (nothing is copied then)."""
+    state = _read_weights(folder, model)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)
+
+
+def check_weights(model: torch.nn.Module, folder: Path) -> None:
+    """DamagedCheckpoint unless ``folder``'s saved parameters read and fit ``model``."""
+    _read_weights(folder, model)
+
+
+def _read_weights(folder: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``folder/model.safetensors``, checked against ``model``'s parameter names and shapes."""
+    path = folder / "model.safetensors"
+    state = _read(path, lambda: load_file(str(path)))
+    params = dict(model.named_parameters())
+    for name, value in state.items():
+        if name not in params or params[name].shape != value.shape:
+            raise DamagedCheckpoint(f"{path.name}: the tensor {name} does not fit the model")
+    return state
+
+
+def _read(path: Path, read: Callable[[], Any]) -> Any:
+    """``read()`` of one checkpoint file; DamagedCheckpoint (naming the file) when it fails."""
+    try:
+        return read()
+    except Exception as err:  # noqa: BLE001 (missing, truncated, not JSON, not safetensors)
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DamagedCheckpoint(f"{path.name}: {text}") from None
+
+
+def _read_json(path: Path) -> Any:
+    return _read(path, lambda: json.loads(path.read_text(encoding="utf-8")))
 
 
 def save_checkpoint(
@@ -65,28 +104,69 @@ def save_checkpoint(
 def load_checkpoint(
     folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> dict[str, Any]:
-    """Restore everything :func:`save_checkpoint` wrote; return the loop state."""
-    load_weights(model, folder)
-    meta = json.loads((folder / "optimizer.json").read_text())
-    optimizer.load_state_dict(
-        _join_optimizer(load_file(str(folder / "optimizer.safetensors")), meta)
+    """Restore everything :func:`save_checkpoint` wrote; return the loop state. Every file is
+    read and checked first: DamagedCheckpoint (and nothing restored) when one is missing,
+    truncated or does not fit."""
+    state = _read_json(folder / "state.json")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise DamagedCheckpoint("state.json: not a loop state")
+    weights = _read_weights(folder, model)
+    meta = _read_json(folder / "optimizer.json")
+    tensors = _read(
+        folder / "optimizer.safetensors", lambda: load_file(str(folder / "optimizer.safetensors"))
     )
-    scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
-    rng = load_file(str(folder / "rng.safetensors"))
+    schedule = _read_json(folder / "scheduler.json")
+    rng = _read(folder / "rng.safetensors", lambda: load_file(str(folder / "rng.safetensors")))
+    if "torch" not in rng or not isinstance(schedule, dict):
+        raise DamagedCheckpoint("rng.safetensors or scheduler.json: not what a checkpoint holds")
+    _check_moments(tensors, optimizer)
+    # the optimizer checks its groups before it changes anything: restored first
+    _read(
+        folder / "optimizer.json", lambda: optimizer.load_state_dict(_join_optimizer(tensors, meta))
+    )
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    scheduler.load_state_dict(schedule)
     torch.set_rng_state(rng["torch"])
     cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda."))]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
-    state: dict[str, Any] = json.loads((folder / "state.json").read_text())
     return state
+
+
+def _check_moments(tensors: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
+    """Every saved optimizer tensor that is not a scalar has its parameter's shape (the
+    optimizer itself only checks the number of groups and parameters)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for key, value in tensors.items():
+        pid, _, _ = key.partition(".")
+        fits = pid.isdigit() and int(pid) < len(params)
+        if not fits or (value.dim() > 0 and value.shape != params[int(pid)].shape):
+            raise DamagedCheckpoint(f"optimizer.safetensors: {key} does not fit the optimizer")
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The step a checkpoint was written at (None when its ``state.json`` can't say)."""
+    try:
+        step = json.loads((folder / "state.json").read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
+
+
+def candidates(folder: Path) -> list[Path]:
+    """The checkpoints at ``folder``, newest first: the folder itself and the backup an
+    interrupted swap left (``NAME.old``), those with a ``state.json``."""
+    both = (folder, folder.with_name(folder.name + ".old"))
+    return [c for c in both if (c / "state.json").is_file()]
 
 
 def find_checkpoint(folder: Path) -> Path | None:
     """The newest complete checkpoint at ``folder`` (or its backup from an interrupted swap)."""
-    for candidate in (folder, folder.with_name(folder.name + ".old")):
-        if (candidate / "state.json").is_file():
-            return candidate
-    return None
+    found = candidates(folder)
+    return found[0] if found else None
 
 
 def _swap(new: Path, folder: Path) -> None:

@@ -158,14 +158,9 @@ def fit(job: Job) -> LoopState:
     state = LoopState()
     last, best = job.folder / "checkpoints" / "last", job.folder / "checkpoints" / "best"
     if job.resume:
-        found = ckpt.find_checkpoint(last)
-        if found is None:
-            raise NlptuneError(
-                f"--resume: no checkpoint under {last.parent}; start without --resume"
-            )
-        state = LoopState(**ckpt.load_checkpoint(found, model, optimizer, scheduler))
+        state = _resume(job, optimizer, scheduler, last, best)
         if acc.is_main_process:
-            logger.info("resuming from step %d of %d (%s)", state.step, total, found)
+            logger.info("resuming from step %d of %d", state.step, total)
     enable(model, job.plan)
     _replan(job, state)
     wrapped, optimizer = acc.prepare(model, optimizer)
@@ -186,8 +181,53 @@ def fit(job: Job) -> LoopState:
         log.close()
     state.epochs_done = round(state.epoch + state.batch_in_epoch / per_epoch, 4)
     if state.best_step >= 0 and (best / "model.safetensors").is_file():
-        ckpt.load_weights(model, best)
+        try:
+            ckpt.load_weights(model, best)
+        except ckpt.DamagedCheckpoint as err:
+            raise NlptuneError(
+                f"the best weights ({best}, step {state.best_step}) are damaged ({err}); train "
+                "again with --overwrite"
+            ) from None
     return state
+
+
+def _resume(job: Job, optimizer: Any, scheduler: Any, last: Path, best: Path) -> LoopState:
+    """The loop state of the newest intact checkpoint at ``last`` (restoring model, optimizer,
+    schedule and RNG from it). A damaged checkpoint is said and passed over for an older intact
+    one; none left is a NlptuneError that points to ``--overwrite``."""
+    found = ckpt.candidates(last)
+    if not found:
+        raise NlptuneError(f"--resume: no checkpoint under {last.parent}; start without --resume")
+    damaged: list[str] = []
+    for folder in found:
+        try:
+            loaded = ckpt.load_checkpoint(folder, job.model, optimizer, scheduler)
+            state = LoopState(**loaded)
+        except (ckpt.DamagedCheckpoint, TypeError) as err:
+            step = ckpt.checkpoint_step(folder)
+            at = f"at step {step} " if step is not None else ""
+            damaged.append(f"the checkpoint {at}({folder}) is damaged ({err})")
+            continue
+        if damaged and job.accelerator.is_main_process:
+            logger.warning(
+                "warning: --resume: %s; resuming from the older intact checkpoint at step %d (%s)",
+                "; ".join(damaged),
+                state.step,
+                folder,
+            )
+        if state.best_step >= 0 and (best / "model.safetensors").is_file():
+            try:  # read at the end of the run: found damaged now, not after training
+                ckpt.check_weights(job.model, best)
+            except ckpt.DamagedCheckpoint as err:
+                raise NlptuneError(
+                    f"--resume: the best weights so far ({best}, step {state.best_step}) are "
+                    f"damaged ({err}); pass --overwrite to start the run again"
+                ) from None
+        return state
+    raise NlptuneError(
+        f"--resume: {damaged[0]}, and there is no older intact checkpoint; pass --overwrite to "
+        "start the run again"
+    )
 
 
 def _run(
@@ -204,6 +244,9 @@ def _run(
 ) -> None:
     acc, t = job.accelerator, job.trainer
     evaluated_at, trained_at, warned = -1, state.train_seconds, [False]
+    # the first step whose loss was not finite (0: none), kept on the device: read only where
+    # the loop syncs anyway (a logged step, an evaluation, a checkpoint)
+    diverged = torch.zeros((), dtype=torch.int64, device=acc.device)
     while state.step < total and not state.stopped_early:
         batches = train_batches(
             job.train.lengths,
@@ -221,6 +264,7 @@ def _run(
             started = time.perf_counter()
             loss, head_losses = _step(job, wrapped, optimizer, scheduler, indices, state.epoch)
             state.step += 1
+            diverged.masked_fill_((diverged == 0) & ~torch.isfinite(loss), state.step)
             state.batch_in_epoch += 1
             state.examples += len(indices)
             epoch_end = state.batch_in_epoch == len(batches)
@@ -231,6 +275,7 @@ def _run(
                 _sync(acc.device)  # queued device work belongs to training time
             state.train_seconds += time.perf_counter() - started
             if logged:  # the loss is read (a device sync) only here, not after every step
+                _check_finite(job, diverged, state.step)
                 rate = state.examples / max(state.train_seconds, 1e-9)
                 # each process holds its share of the global mean: sum the shares (every process
                 # logs at the same steps, so all take part)
@@ -264,6 +309,7 @@ def _run(
                 or done
             ):
                 trained_for = state.train_seconds - trained_at
+                _check_finite(job, diverged, state.step)
                 started = time.perf_counter()
                 _evaluate(job, state, log, best)
                 _warn_slow_eval(log, time.perf_counter() - started, trained_for, t, warned)
@@ -271,11 +317,29 @@ def _run(
             if (t.save_every and state.step % t.save_every == 0) or (
                 not t.save_every and evaluated_at == state.step and not done
             ):
+                _check_finite(job, diverged, state.step)  # never a checkpoint of a diverged run
                 _checkpoint(job, optimizer, scheduler, state, last)
             for callback in job.callbacks:
                 callback(state)
             if done or state.stopped_early:
                 break
+
+
+def _check_finite(job: Job, diverged: torch.Tensor, step: int) -> None:
+    """Stop the run (every process alike) once a step's loss was nan or inf: the weights are
+    lost from there on, and training on would only save them."""
+    if job.accelerator.num_processes > 1:
+        diverged = job.accelerator.reduce(diverged, reduction="max")
+    first = int(diverged)
+    if first:
+        t = job.trainer
+        head = f", trainer.head_lr {t.head_lr:g}" if t.head_lr else ""
+        clip = " or set trainer.max_grad_norm (gradient clipping)" if not t.max_grad_norm else ""
+        raise NlptuneError(
+            f"the training loss is not finite (nan or inf) at step {first} (stopped at step "
+            f"{step}): training diverged; lower trainer.lr (now {t.lr:g}{head}){clip} and train "
+            "again with --overwrite"
+        )
 
 
 def _replan(job: Job, state: LoopState) -> bool:
