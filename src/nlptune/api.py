@@ -22,7 +22,7 @@ from nlptune.data.features import source_digest
 from nlptune.errors import ConfigError
 from nlptune.logs import show_messages
 from nlptune.tasks.metrics import degenerate_warning
-from nlptune.training.checkpoint import find_checkpoint
+from nlptune.training.checkpoint import candidates
 
 logger = logging.getLogger("nlptune")
 
@@ -102,7 +102,7 @@ def train(
         )[-1]
     run = _as_config(config, overrides)
     folder = Path(run.output_dir)
-    _check_output_dir(folder, resume, overwrite)
+    resume, restart = _check_output_dir(folder, resume, overwrite)
     p = build.parts(run)
     build.check(p, run)
     _check_tokenizer(run)
@@ -117,7 +117,7 @@ def train(
     main = accelerator.is_main_process
     with artefact.RunLock(folder) if main else contextlib.nullcontext():
         if main:
-            if overwrite and not resume:
+            if (overwrite or restart) and not resume:
                 artefact.clear_run(folder)  # what an earlier run wrote, nothing else
             artefact.start_run(folder, run.to_yaml(), digests)
         accelerator.wait_for_everyone()
@@ -275,9 +275,10 @@ def _reuse(stage: stages.Stage, run: RunConfig, folder: Path) -> RunResult:
     return RunResult(folder, metrics)
 
 
-def _check_output_dir(folder: Path, resume: bool, overwrite: bool) -> None:
+def _check_output_dir(folder: Path, resume: bool, overwrite: bool) -> tuple[bool, bool]:
     """What may happen to ``folder``: nothing but a run is ever written into or cleared;
-    ``--resume`` needs an unfinished run with a checkpoint."""
+    ``--resume`` needs an unfinished run. Returns (resume, restart): a run stopped before its
+    first checkpoint is started again from step 0 under ``--resume`` (nothing is lost)."""
     if resume and overwrite:
         raise ConfigError("choose one of --resume and --overwrite")
     artefact.check_output_dir(folder)
@@ -287,12 +288,17 @@ def _check_output_dir(folder: Path, resume: bool, overwrite: bool) -> None:
                 f"--resume: output_dir {folder} holds a finished run, nothing to resume; pass "
                 "--overwrite to train it again"
             )
-        if find_checkpoint(folder / "checkpoints" / "last") is None:
+        if not artefact.is_run(folder):
             raise ConfigError(
-                f"--resume: output_dir {folder} has no checkpoint to resume from (the run "
-                "stopped before its first one); pass --overwrite to start it again"
+                f"--resume: output_dir {folder} holds no run to resume; start without --resume"
             )
-        return
+        if not candidates(folder / "checkpoints" / "last"):
+            logger.info(
+                "--resume: %s stopped before its first checkpoint; starting it from step 0",
+                folder,
+            )
+            return False, True
+        return True, False
     if artefact.is_complete(folder) and not overwrite:
         raise ConfigError(
             f"output_dir {folder} already holds a finished run; pass --overwrite to replace it "
@@ -303,6 +309,7 @@ def _check_output_dir(folder: Path, resume: bool, overwrite: bool) -> None:
             f"output_dir {folder} holds an unfinished run; pass --resume to continue it or "
             "--overwrite to start again"
         )
+    return False, False
 
 
 def _check_tokenizer(run: RunConfig) -> None:

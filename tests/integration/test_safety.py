@@ -88,15 +88,21 @@ def test_resume_of_a_finished_run_is_refused_and_it_still_loads(
     nlptune.Predictor.from_dir(out)  # still a finished run
 
 
-def test_a_run_without_checkpoint_points_to_overwrite(tiny_bert: Path, tmp_path: Path) -> None:
+def test_resume_before_the_first_checkpoint_starts_again(
+    tiny_bert: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "run"
     config = tiny_config(tiny_bert, out, trainer={"epochs": 1})
     with pytest.raises(Stop):
         nlptune.train(config, callbacks=[_stop_at(1)])  # before any checkpoint
-    with pytest.raises(NlptuneError, match="no checkpoint.*--overwrite"):
+    with caplog.at_level("INFO", logger="nlptune"):
         nlptune.train(config, resume=True)
-    nlptune.train(config, overwrite=True)
+    assert "stopped before its first checkpoint; starting it from step 0" in caplog.text
     assert artefact.is_complete(out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NlptuneError, match="holds no run to resume"):
+        nlptune.train({**config, "output_dir": str(empty)}, resume=True)
 
 
 def test_one_writer_per_run_folder(tiny_bert: Path, tmp_path: Path) -> None:
