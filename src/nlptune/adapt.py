@@ -176,7 +176,7 @@ def _write(source: Path, adapted: dict[str, np.ndarray], target: Path, dim: int)
             if stream is not out:
                 stream.close()
 
-        atomic_write(target, write)
+        atomic_write(target.resolve(), write)  # a symlink's file is replaced, the link stays
     finally:
         body.unlink(missing_ok=True)
     return count

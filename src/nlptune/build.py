@@ -152,6 +152,7 @@ def featurize(config: RunConfig, task: Task, text: Any, data: Dataset) -> tuple[
         feats.cache_dir(config.data.cache_dir),
         key,
         lambda: task.featurize(data.examples, text),
+        examples=len(data.examples),
     )
 
 

@@ -326,6 +326,13 @@ def read_yaml(path: Path) -> Any:
     valid YAML, or a key given twice."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    from nlptune.data.textfile import check_utf8
+    from nlptune.errors import DataError
+
+    try:
+        check_utf8(path)  # UTF-16/32: the encoding named, not "from Latin-1"
+    except DataError as err:
+        raise ConfigError(str(err)) from None
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")

@@ -555,3 +555,18 @@ def test_adapt_refuses_bad_input(
     assert glove_file.stat().st_size > 0
     with pytest.raises(SystemExit):
         main(["vectors", "adapt", str(glove_file), str(corpus), "-o", "x", "--epochs", "0"])
+
+
+def test_adapt_onto_a_symlink_writes_its_file_and_keeps_the_link(
+    glove_file: Path, tmp_path: Path
+) -> None:
+    corpus = _corpus(tmp_path / "corpus")
+    real = tmp_path / "vectors" / "adapted.txt"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "latest.txt"
+    link.symlink_to(real)
+    args = ["vectors", "adapt", str(glove_file), str(corpus), "-o", str(link), "--min-count", "3"]
+    assert main([*args, "--overwrite"]) == 0
+    assert link.is_symlink() and link.resolve() == real
+    assert "zorbly" in read_vectors(real, ["zorbly"]).rows
