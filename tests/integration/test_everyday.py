@@ -576,6 +576,31 @@ def test_offline_hub_id_fails_fast(
     assert not (tmp_path / "run" / "meta.json").exists()
 
 
+def test_a_hub_id_in_the_local_cache_loads_offline(tiny_bert: Path, tmp_path: Path) -> None:
+    """``owner/name`` found in the hub cache (the layout huggingface_hub writes) is used, not
+    taken for a missing local folder."""
+    import shutil
+
+    hub = tmp_path / "hub"
+    repo = hub / "models--someone--tiny-bert"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_bert, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    config = tiny_config(Path("someone/tiny-bert"), tmp_path / "run", trainer={"max_steps": 2})
+    path = _write(tmp_path / "run.yaml", config)
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}  # read at import
+    done = subprocess.run(
+        [sys.executable, "-m", "nlptune", "train", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "meta.json").is_file()
+
+
 # --- 11: trackers -----------------------------------------------------------------------------
 
 
