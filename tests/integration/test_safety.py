@@ -277,3 +277,35 @@ def test_validate_catches_bad_values_before_weights_load(
         config[section] = {**config.get(section, {}), **values}
     with pytest.raises(NlptuneError, match=says):
         nlptune.validate(config)
+
+
+def test_a_full_disk_leaves_no_half_written_output(
+    tiny_bert: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+
+    from nlptune import cli, outputs
+
+    out = tmp_path / "run"
+    nlptune.train(tiny_config(tiny_bert, out, trainer={"max_steps": 2}))
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("a charming story\nquite tedious\n")
+    target = tmp_path / "preds" / "p.jsonl"
+    target.parent.mkdir()
+    target.write_text("the previous predictions\n")
+    real = outputs.Writer.write
+
+    def full(self: outputs.Writer, row: dict) -> None:
+        if self.rows >= 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, row)
+
+    monkeypatch.setattr(outputs.Writer, "write", full)
+    code = cli.main(["predict", str(out), "--input", str(inputs), "--output", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err
+    assert target.read_text() == "the previous predictions\n"  # untouched, not half-written
+    assert [p.name for p in target.parent.iterdir()] == ["p.jsonl"]  # no temporary file left
