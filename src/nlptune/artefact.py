@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -87,7 +88,7 @@ def check_output_dir(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise NlptuneError(f"output_dir {folder} is a file; name a folder")
     if folder.is_dir() and not is_run(folder):
-        others = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
+        others = sorted(p.name for p in folder.iterdir() if not _marker_litter(p.name))
         if others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise NlptuneError(
@@ -95,6 +96,12 @@ def check_output_dir(folder: Path) -> None:
                 "nlptune writes runs only into new, empty or run folders: set output_dir=... to "
                 "another folder"
             )
+
+
+def _marker_litter(name: str) -> bool:
+    """The lock, or the marker's temporary file left by a run killed while writing it: a
+    folder holding only these is still new."""
+    return name == LOCK or re.fullmatch(rf"\.{re.escape(MARKER)}\.\d+\.tmp", name) is not None
 
 
 def clear_run(folder: Path) -> None:
@@ -111,6 +118,8 @@ def start_run(folder: Path, config_yaml: str, data: dict[str, str | None] | None
     """Mark ``folder`` as a run in progress (the marker first, with the data files' sha256)
     and store its resolved config."""
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f".{MARKER}.*.tmp"):  # from a run killed while writing it
+        stale.unlink(missing_ok=True)
     marker = {"nlptune": _version(), "data": data or {}}
     write_json(folder / MARKER, marker)
     (folder / META).unlink(missing_ok=True)
