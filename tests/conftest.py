@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,26 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 
 
+def bert_tokenizer(vocab_file: Path, **kwargs: Any) -> Any:
+    """A WordPiece ``BertTokenizer`` over a ``vocab.txt`` (one token a line, id = line number).
+
+    The vocabulary goes in as a file path, the one form every supported transformers version
+    takes: 4.x's (slow) ``BertTokenizer`` wants ``vocab_file``, 5.x's wants ``vocab`` (a path or a
+    dict; the dict form does not exist in 4.x). Both take it as the first argument."""
+    from transformers import BertTokenizer
+
+    return BertTokenizer(str(vocab_file), **kwargs)
+
+
 def build_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     """A 2-layer BERT (hidden 32, 4 heads) with a WordPiece tokenizer over the fixture vocab."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
     vocab = FIXTURES / "tiny_vocab.txt"
     words = vocab.read_text().split()
-    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+    tokenizer = bert_tokenizer(vocab, do_lower_case=True)
     config = BertConfig(
         vocab_size=len(words),
         hidden_size=32,
@@ -161,7 +173,11 @@ def _word_tokenizer(specials: list[str], template: str, **tokens: str) -> Any:
     tok.post_processor = processors.TemplateProcessing(
         single=template, special_tokens=[(t, ids[t]) for t in specials if t in template]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **tokens)
+    # T5's and BART's own tokenizers give no token_type_ids (transformers 4.x's default would
+    # add them, and generate() refuses an input the model does not take)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_input_names=["input_ids", "attention_mask"], **tokens
+    )
 
 
 def build_tiny_t5(folder: Path) -> Path:
@@ -235,16 +251,16 @@ def build_translate_bert(folder: Path) -> Path:
     """A 2-layer BERT whose WordPiece vocabulary covers the translation fixture (lower case,
     accents kept), to warm-start a bert2bert model from."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
     words = sorted(
         {w for name in ("train.en", "train.de") for w in (TRANSLATE / name).read_text().split()}
     )
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    tokenizer = BertTokenizer(
-        vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, strip_accents=False
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        (vocab_file := Path(tmp) / "vocab.txt").write_text("\n".join(vocab) + "\n", "utf-8")
+        tokenizer = bert_tokenizer(vocab_file, do_lower_case=True, strip_accents=False)
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=64,

@@ -99,9 +99,10 @@ def test_two_processes_equal_one(
     if task == "text_to_text":
         assert one["dev"]["bleu"] > 20
     # with next-sentence prediction (a mean over pairs, weighted by masked tokens like the
-    # masked-LM loss) the gradient is not exactly one process's: equal to 1e-5, and the NSP
-    # accuracy, at chance on this tiny data, flips with the last digits
-    close = {"rel": 1e-5} if task == "masked_lm" else {"abs": 1e-4}
+    # masked-LM loss) the gradient is not exactly one process's: equal to 2e-5 (transformers
+    # before 4.51 draws the NSP head differently: 1.1e-5 apart there, 4e-7 from 4.51), and the
+    # NSP accuracy, at chance on this tiny data, flips with the last digits
+    close = {"rel": 2e-5} if task == "masked_lm" else {"abs": 1e-4}
     for key, value in one["dev"].items():
         if key != "nsp_accuracy":
             assert two["dev"][key] == pytest.approx(value, **close), key

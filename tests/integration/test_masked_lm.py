@@ -162,6 +162,9 @@ def test_refusals(tiny_bert: Path, tmp_path: Path) -> None:
     DistilBertConfig(vocab_size=62, dim=32, n_layers=1, n_heads=4, hidden_dim=64).save_pretrained(
         distil
     )
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(distil)  # 4.x needs its files
     nsp = mlm_config(distil, tmp_path / "y", task={"objectives": ["mlm", "nsp"]})
     with pytest.raises(ModelError, match="distilbert models have no next-sentence head"):
         nlptune.validate(nsp)

@@ -31,6 +31,7 @@ from nlptune.backbones.hf_export import (
 )
 from nlptune.backbones.hf_paths import (
     check_max_length,
+    check_tokenizer_files,
     first_line,
     load_saved,
     quiet_transformers,
@@ -45,6 +46,7 @@ from nlptune.backbones.hf_pretraining import (
     save_pretraining,
 )
 from nlptune.backbones.hf_text import HFTextEncoder
+from nlptune.compat import hf_dtype
 from nlptune.config import BackboneConfig
 from nlptune.errors import ModelError
 from nlptune.registry import BACKBONES
@@ -152,7 +154,7 @@ class HFEncoder:
 
         if self.init == "random":  # the same architecture, fresh weights (seeded by the run)
             with quiet_transformers():
-                base = AutoModel.from_config(self._config(), dtype=torch.float32)
+                base = AutoModel.from_config(self._config(), **hf_dtype(torch.float32))
             encoder = HFEncoderModule(base)
             logger.info("backbone.init random: %s weights start from scratch", self.path)
             return encoder, set()  # a backbone to strategies (frozen: fixed random features)
@@ -161,7 +163,9 @@ class HFEncoder:
                 # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads
                 # "auto"): mixed precision comes from autocast, never from half parameters.
                 base, info = AutoModel.from_pretrained(
-                    resolve_model_path(self.path), output_loading_info=True, dtype=torch.float32
+                    resolve_model_path(self.path),
+                    output_loading_info=True,
+                    **hf_dtype(torch.float32),
                 )
         except (OSError, ValueError) as err:
             raise ModelError(
@@ -285,6 +289,9 @@ class HFEncoder:
     ) -> tuple[Any, HFTextEncoder]:
         import transformers
 
+        # before transformers reads it: 4.x fails on a folder without its tokenizer files with a
+        # TypeError, 5.x builds an empty vocabulary (the same check as predict.check_trained)
+        check_tokenizer_files(folder, f"{folder.parent}: model/")
         if export.kind == "masked_lm":
             return self._load_pretraining(folder, make_model)
         with quiet_transformers():

@@ -155,8 +155,10 @@ def load_saved(auto_class: Any, folder: Path) -> Any:
     would be initialised at random and predict silently wrong)."""
     import torch
 
+    from nlptune.compat import hf_dtype
+
     model, info = auto_class.from_pretrained(
-        folder, dtype=torch.float32, use_safetensors=True, output_loading_info=True
+        folder, **hf_dtype(torch.float32), use_safetensors=True, output_loading_info=True
     )
     missing = [str(k if isinstance(k, str) else k[0]) for k in info.get("missing_keys", ())]
     missing = [k for k in missing if "pooler." not in k]  # an encoder saved without its pooler

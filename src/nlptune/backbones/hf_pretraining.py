@@ -25,6 +25,7 @@ from nlptune.backbones.hf_paths import (
     quiet_transformers,
     resolve_model_path,
 )
+from nlptune.compat import hf_dtype
 from nlptune.errors import ModelError
 
 logger = logging.getLogger("nlptune")
@@ -58,13 +59,14 @@ def check_heads(path: str, config: Any, kinds: set[str], tokenizer: Any) -> None
             f"backbone.path {path}: {config.model_type} has no masked-LM class in "
             f"transformers; {STYLES}"
         )
-    if "masked_lm" in kinds and getattr(tokenizer(), "mask_token_id", None) is None:
-        raise ModelError(f"backbone.path {path}: its tokenizer has no mask token; {STYLES}")
     if "next_sentence" in kinds and config.model_type not in NSP_TYPES:
         raise ModelError(
             f"backbone.path {path}: {config.model_type} models have no next-sentence head "
             f"(BERT-style models do: {', '.join(sorted(NSP_TYPES))}); use task.objectives=[mlm]"
         )
+    # the tokenizer last: what the config alone tells is said first (and needs no tokenizer)
+    if "masked_lm" in kinds and getattr(tokenizer(), "mask_token_id", None) is None:
+        raise ModelError(f"backbone.path {path}: its tokenizer has no mask token; {STYLES}")
 
 
 def lm_parts(encoder: Any) -> list[tuple[str, nn.Module]]:
@@ -76,7 +78,9 @@ def lm_parts(encoder: Any) -> list[tuple[str, nn.Module]]:
     config = encoder.config
     try:
         with quiet_transformers():
-            model = AutoModelForMaskedLM.from_config(copy.deepcopy(config), dtype=torch.float32)
+            model = AutoModelForMaskedLM.from_config(
+                copy.deepcopy(config), **hf_dtype(torch.float32)
+            )
     except ValueError as err:
         raise ModelError(
             f"{config.model_type} has no masked-LM class in transformers: {first_line(err)}"
@@ -130,7 +134,9 @@ class CheckpointHeads:
         if auto not in self._read:
             with quiet_transformers():
                 model, info = getattr(transformers, auto).from_pretrained(
-                    resolve_model_path(self.path), output_loading_info=True, dtype=torch.float32
+                    resolve_model_path(self.path),
+                    output_loading_info=True,
+                    **hf_dtype(torch.float32),
                 )
             prefix = model.base_model_prefix
             missing = {str(k if isinstance(k, str) else k[0]) for k in info["missing_keys"]}

@@ -30,12 +30,14 @@ from torch import nn
 from nlptune.backbones.base import Export, LayerGroup
 from nlptune.backbones.hf_encoder import _layer_list, num_layers
 from nlptune.backbones.hf_paths import (
+    check_tokenizer_files,
     first_line,
     load_saved,
     quiet_transformers,
     resolve_model_path,
 )
 from nlptune.backbones.hf_text import HFTextEncoder
+from nlptune.compat import hf_dtype
 from nlptune.config import BackboneConfig
 from nlptune.errors import ModelError
 from nlptune.registry import BACKBONES
@@ -278,11 +280,11 @@ class HFSeq2Seq:
             with quiet_transformers():
                 if self.init == "random" and not self._warm_start():
                     config = self._config(self.path)
-                    model = AutoModelForSeq2SeqLM.from_config(config, dtype=torch.float32)
+                    model = AutoModelForSeq2SeqLM.from_config(config, **hf_dtype(torch.float32))
                     new = set()  # a backbone to strategies, as a pre-trained one
                 elif not self._warm_start():
                     model, info = AutoModelForSeq2SeqLM.from_pretrained(
-                        path, output_loading_info=True, dtype=torch.float32
+                        path, output_loading_info=True, **hf_dtype(torch.float32)
                     )
                     new = {_key(k) for k in info.get("missing_keys", ())}
                 else:
@@ -306,13 +308,15 @@ class HFSeq2Seq:
         decoder: Any
         info: Any
         if self.init == "random":  # the same architecture, fresh weights (seeded by the run)
-            encoder = AutoModel.from_config(AutoConfig.from_pretrained(path), dtype=torch.float32)
-            decoder = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            encoder = AutoModel.from_config(
+                AutoConfig.from_pretrained(path), **hf_dtype(torch.float32)
+            )
+            decoder = AutoModelForCausalLM.from_config(config, **hf_dtype(torch.float32))
             info = {"missing_keys": []}  # a backbone to strategies, as a pre-trained one
         else:
-            encoder = AutoModel.from_pretrained(path, dtype=torch.float32)
+            encoder = AutoModel.from_pretrained(path, **hf_dtype(torch.float32))
             decoder, info = AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
-                decoder_path, config=config, output_loading_info=True, dtype=torch.float32
+                decoder_path, config=config, output_loading_info=True, **hf_dtype(torch.float32)
             )
         model: Any = EncoderDecoderModel(encoder=encoder, decoder=decoder)
         tokenizer = self._tokenizer(path)
@@ -360,13 +364,15 @@ class HFSeq2Seq:
     def save(self, model: Any, text_encoder: Any, folder: Path, export: Export) -> None:
         module = model.encoder
         seq2seq = module.model
-        module.set_generation(export.settings.get("generation", {}))
+        generation = export.settings.get("generation", {})
+        module.set_generation(generation)
         prefix = export.settings.get("prefix", "")
         seq2seq.config.task_specific_params = {"text_to_text": {"prefix": prefix}}
         # every tensor its own copy (a tied decoder is saved untied), plus the unused pooler, so
         # that the folder is the standard model and loads without missing weights
         state = {k: v.detach().clone() for k, v in seq2seq.state_dict().items()} | module.unused
         seq2seq.save_pretrained(folder, state_dict=state, safe_serialization=True)
+        _spell_out_generation(folder, seq2seq.generation_config, generation)
         text_encoder.save(folder)
         (folder / "nlptune_seq2seq.json").write_text(
             json.dumps({"decoder_start_token_id": text_encoder.decoder_start})
@@ -377,6 +383,9 @@ class HFSeq2Seq:
     ) -> tuple[Any, Seq2SeqText]:
         import transformers
 
+        # before transformers reads it: 4.x fails on a folder without its tokenizer files with a
+        # TypeError, 5.x builds an empty vocabulary (the same check as predict.check_trained)
+        check_tokenizer_files(folder, f"{folder.parent}: model/")
         with quiet_transformers():
             loaded = load_saved(transformers.AutoModelForSeq2SeqLM, folder)
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
@@ -384,6 +393,18 @@ class HFSeq2Seq:
         return make_model(Seq2SeqModule(loaded)), Seq2SeqText(
             tokenizer, info["decoder_start_token_id"]
         )
+
+
+def _spell_out_generation(folder: Path, config: Any, settings: Mapping[str, Any]) -> None:
+    """Write every decoding setting the run chose into ``generation_config.json``, also one
+    equal to transformers' default: 4.x saves only the values that differ from its defaults
+    (``num_beams: 1`` would be left out), 5.x every value set. The folder reads the same
+    either way; spelt out, it says what decoding the model was evaluated with."""
+    path = folder / "generation_config.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    chosen = {k: getattr(config, k) for k in GENERATION_KEYS if settings.get(k) is not None}
+    if any(saved.get(k) != v for k, v in chosen.items()):
+        path.write_text(json.dumps({**saved, **chosen}, indent=2, sort_keys=True) + "\n", "utf-8")
 
 
 def _start(tokenizer: Any) -> int | None:

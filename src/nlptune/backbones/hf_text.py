@@ -130,7 +130,12 @@ class HFTextEncoder:
         h = hashlib.sha256()
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None:
-            h.update(backend.to_str().encode())
+            # without the truncation and padding the last call left on it (transformers 4.x
+            # leaves them set, 5.x resets them): the same key whatever was tokenized before
+            clean = type(backend).from_str(backend.to_str())
+            clean.no_truncation()
+            clean.no_padding()
+            h.update(clean.to_str().encode())
         else:
             h.update(str(sorted(self.tokenizer.get_vocab().items())).encode())
         h.update(type(self.tokenizer).__name__.encode())
