@@ -248,7 +248,8 @@ class HFEncoder:
         for name, head in rest:
             extra.update({f"{name}.{k}": v for k, v in head.state_dict().items()})
         if kind == "encoder":
-            base.save_pretrained(folder, safe_serialization=True)
+            with quiet_transformers():  # no "Writing model shards" bar
+                base.save_pretrained(folder, safe_serialization=True)
         else:
             with quiet_transformers():
                 standard = getattr(transformers, AUTO_CLASSES[kind]).from_config(config)
@@ -257,7 +258,8 @@ class HFEncoder:
             missing, unexpected = standard.load_state_dict(state, strict=False)
             if missing or unexpected:
                 raise RuntimeError(f"can't map the model onto {kind}: {missing} {unexpected}")
-            standard.save_pretrained(folder, safe_serialization=True)
+            with quiet_transformers():  # no "Writing model shards" bar
+                standard.save_pretrained(folder, safe_serialization=True)
         if extra:
             stem = export.extra
             short = {k.removeprefix(f"{stem}."): v.contiguous() for k, v in extra.items()}

@@ -215,7 +215,8 @@ def save_pretraining(
     missing = [k for k in missing if k not in tied_names(base.config)]
     if missing or unexpected:
         raise RuntimeError(f"can't map the model onto {auto}: {missing} {unexpected}")
-    standard.save_pretrained(folder, safe_serialization=True)
+    with quiet_transformers():  # no "Writing model shards" bar
+        standard.save_pretrained(folder, safe_serialization=True)
 
 
 def load_pretraining(folder: Path) -> tuple[Any, dict[str, torch.Tensor], Any, Any]:

@@ -371,7 +371,8 @@ class HFSeq2Seq:
         # every tensor its own copy (a tied decoder is saved untied), plus the unused pooler, so
         # that the folder is the standard model and loads without missing weights
         state = {k: v.detach().clone() for k, v in seq2seq.state_dict().items()} | module.unused
-        seq2seq.save_pretrained(folder, state_dict=state, safe_serialization=True)
+        with quiet_transformers():  # no "Writing model shards" bar
+            seq2seq.save_pretrained(folder, state_dict=state, safe_serialization=True)
         _spell_out_generation(folder, seq2seq.generation_config, generation)
         text_encoder.save(folder)
         (folder / "nlptune_seq2seq.json").write_text(
