@@ -1,4 +1,5 @@
-"""Command line: train, evaluate, predict, validate, list, demo. Thin: parse, call, print."""
+"""Command line: train, evaluate, predict, validate, list, vectors, serve, export, demo. Thin:
+parse, call, print."""
 
 from __future__ import annotations
 

@@ -125,6 +125,22 @@ def test_train_save_load_predict(task: str, family: str, model_for: Any, tmp_pat
     assert len(rows) == len(examples)
     backwards = predictor.predict(examples[::-1])
     assert _shown(backwards[::-1]) == _shown(rows)  # output follows input order
+    _check_serving(predictor, out)
+
+
+def _check_serving(predictor: Any, run: Path) -> None:
+    """``nlptune serve`` answers the task's own example input (one and a list) as
+    ``Predictor.predict`` does."""
+    testclient = pytest.importorskip("fastapi.testclient")
+    from nlptune.serve import Limits
+    from nlptune.serve_app import create_app
+
+    with testclient.TestClient(create_app(predictor, run, Limits())) as client:
+        example = client.get("/info").json()["example"]
+        one = client.post("/predict", json=example)
+        assert one.status_code == 200, one.text
+        many = client.post("/predict", json=[example, example])
+        assert many.status_code == 200 and len(many.json()) == 2, many.text
 
 
 @pytest.mark.parametrize("family", ["hf_encoder", "toy_bag", "static_vectors"])
