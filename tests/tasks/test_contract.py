@@ -131,6 +131,7 @@ def test_train_save_load_predict(task: str, family: str, model_for: Any, tmp_pat
 def _check_serving(predictor: Any, run: Path) -> None:
     """``nlptune serve`` answers the task's own example input (one and a list) as
     ``Predictor.predict`` does."""
+    pytest.importorskip("httpx")  # FastAPI's TestClient needs it
     testclient = pytest.importorskip("fastapi.testclient")
     from nlptune.serve import Limits
     from nlptune.serve_app import create_app
