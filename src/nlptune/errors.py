@@ -25,6 +25,12 @@ class ModelError(NlptuneError):
     """A model path does not exist or the model does not fit the task."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of a library's error message (an ``error:`` line is one line)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` if none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

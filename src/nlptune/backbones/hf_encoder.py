@@ -32,7 +32,6 @@ from nlptune.backbones.hf_export import (
 from nlptune.backbones.hf_paths import (
     check_max_length,
     check_tokenizer_files,
-    first_line,
     load_saved,
     quiet_transformers,
     resolve_model_path,
@@ -48,7 +47,7 @@ from nlptune.backbones.hf_pretraining import (
 from nlptune.backbones.hf_text import HFTextEncoder
 from nlptune.compat import hf_dtype
 from nlptune.config import BackboneConfig
-from nlptune.errors import ModelError
+from nlptune.errors import ModelError, first_line
 from nlptune.registry import BACKBONES
 
 logger = logging.getLogger("nlptune")

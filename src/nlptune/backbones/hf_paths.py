@@ -143,12 +143,6 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def first_line(err: BaseException) -> str:
-    """The first line of a library's error message (an ``error:`` line is one line)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def load_saved(auto_class: Any, folder: Path) -> Any:
     """A trained run's ``model/`` as ``auto_class`` in fp32: safetensors only (a folder that
     holds only a pickle is refused, never unpickled), and every weight present (a missing one

@@ -20,13 +20,12 @@ import torch
 from torch import nn
 
 from nlptune.backbones.hf_paths import (
-    first_line,
     load_saved,
     quiet_transformers,
     resolve_model_path,
 )
 from nlptune.compat import hf_dtype
-from nlptune.errors import ModelError
+from nlptune.errors import ModelError, first_line
 
 logger = logging.getLogger("nlptune")
 

@@ -31,7 +31,6 @@ from nlptune.backbones.base import Export, LayerGroup
 from nlptune.backbones.hf_encoder import _layer_list, num_layers
 from nlptune.backbones.hf_paths import (
     check_tokenizer_files,
-    first_line,
     load_saved,
     quiet_transformers,
     resolve_model_path,
@@ -39,7 +38,7 @@ from nlptune.backbones.hf_paths import (
 from nlptune.backbones.hf_text import HFTextEncoder
 from nlptune.compat import hf_dtype
 from nlptune.config import BackboneConfig
-from nlptune.errors import ModelError
+from nlptune.errors import ModelError, first_line
 from nlptune.registry import BACKBONES
 
 logger = logging.getLogger("nlptune")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from nlptune.errors import NlptuneError
+from nlptune.errors import NlptuneError, first_line
 
 
 class DamagedCheckpoint(NlptuneError):
@@ -67,8 +67,7 @@ def _read(path: Path, read: Callable[[], Any]) -> Any:
     try:
         return read()
     except Exception as err:  # noqa: BLE001 (missing, truncated, not JSON, not safetensors)
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DamagedCheckpoint(f"{path.name}: {text}") from None
+        raise DamagedCheckpoint(f"{path.name}: {first_line(err)}") from None
 
 
 def _read_json(path: Path) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nlptune.config import TrainerConfig
-from nlptune.errors import ConfigError
+from nlptune.errors import ConfigError, first_line
 
 logger = logging.getLogger("nlptune")
 
@@ -63,8 +63,9 @@ def start(names: Sequence[str], folder: Path, config: dict[str, Any]) -> list[An
             if name != "tensorboard":  # (its hparams make a folder per call; config.yaml is there)
                 tracker.store_init_configuration(config)
         except Exception as err:  # noqa: BLE001 (the tracker's own setup, e.g. its server or store)
-            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"trainer.report_to: {name} could not start: {text}") from None
+            raise ConfigError(
+                f"trainer.report_to: {name} could not start: {first_line(err)}"
+            ) from None
         started.append(tracker)
     return started
 
