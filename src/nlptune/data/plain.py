@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nlptune.data.readers import check_utf8, read_table
+from nlptune.data.readers import read_table
 from nlptune.data.textfile import decoded_lines
 from nlptune.errors import DataError
 
@@ -73,8 +73,7 @@ def read_lines(path: str | Path, what: str = "data") -> Iterator[tuple[str, str,
     line, for text that is not UTF-8; UTF-16/32 text is refused for the whole file)."""
     for file in text_files(path, what):
         new_document = True
-        check_utf8(file)
-        try:
+        try:  # decoded_lines refuses UTF-16/32 text for the whole file (check_utf8)
             for number, text, problem in decoded_lines(file):
                 if "\0" in text:
                     raise DataError(

@@ -115,9 +115,9 @@ def read_table(
         return _read_hf(path, hf_subset)
     if not Path(path).is_file():
         raise DataError(f"data file not found: {path}")
-    check_utf8(path)
-    if kind == "jsonl":
+    if kind == "jsonl":  # read by decoded_lines, which checks the encoding
         return _read_jsonl(path, lenient)
+    check_utf8(path)  # csv reads the file itself
     if header is None:
         header = any(isinstance(c, str) for c in columns)
     if quoting == "auto":
