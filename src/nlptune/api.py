@@ -171,6 +171,8 @@ def _train(
                 p.task.tune(metrics["dev"])  # e.g. the SQuAD v2 no-answer threshold
     # the whole run: featurizing, training, evaluating, and the processes before a resume
     metrics["wall_seconds"] = round(state.wall_seconds + time.perf_counter() - started, 2)
+    metrics["parameters"] = parameter_counts(model)
+    metrics.update(peak_memory())
     if accelerator.is_main_process:
         labels = p.task.state()
         meta = artefact.run_meta(run.seed, {s: d.path for s, d in splits.items()})
@@ -187,6 +189,29 @@ def _train(
         _summary(run, p.task, metrics, folder)
     accelerator.wait_for_everyone()
     return RunResult(folder, metrics)
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """``{"trainable": N, "total": M}``: the parameters that train at the end of the run (the
+    strategy's set; LoRA: adapters and heads) and all of them."""
+    params = list(model.parameters())
+    return {
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "total": sum(p.numel() for p in params),
+    }
+
+
+def peak_memory() -> dict[str, float]:
+    """This process's peak resident memory in MB (``peak_rss_mb``) and, on a GPU, the peak
+    memory torch allocated there (``peak_gpu_mb``)."""
+    import resource
+
+    import torch
+
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 def validate_stages(

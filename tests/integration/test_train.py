@@ -160,6 +160,12 @@ def test_strategies_train_only_their_parameters(
         assert changed and all("layer.1." in k or "pooler" in k for k in changed)
     else:
         assert any("layer.0." in k for k in changed)
+    metrics = json.loads((out / "metrics.json").read_text())
+    counts = metrics["parameters"]
+    assert 0 < counts["trainable"] < counts["total"]  # the word embeddings stay fixed
+    if strategy["type"] == "frozen":
+        assert counts["trainable"] < counts["total"] / 10
+    assert metrics["peak_rss_mb"] > 50
 
 
 def test_resume_equals_uninterrupted_run(tiny_bert: Path, tmp_path: Path) -> None:
