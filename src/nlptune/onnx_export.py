@@ -14,18 +14,22 @@ tokenizer and nlptune, not the PyTorch weights. The export checks it against PyT
 run's dev set (:func:`nlptune.onnx_runner.compare`). onnx and onnxruntime are imported only
 when used (``pip install 'nlptune[onnx]'``).
 
-Exported: the tasks whose prediction is one forward pass of a transformers encoder
-(``text_classification``, ``sentence_pair``, ``sequence_labelling`` without a CRF,
-``extractive_qa``, ``word_sense``). Refused with a reason: text_to_text (generation), masked_lm,
-a CRF (Viterbi), static word vectors.
+Exported: every task on the families nlptune ships (``hf_encoder``, ``hf_seq2seq``,
+``static_vectors``). A CRF tagger's graph gives the emission scores (its transitions go to
+``crf.safetensors``; the runner decodes with Viterbi); an encoder-decoder becomes
+``encoder.onnx`` and ``decoder.onnx`` plus ``generation_config.json``, and the runner generates
+(:mod:`nlptune.onnx_seq2seq`). Refused with a reason: plugin families; generation settings the
+runner does not implement.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +40,8 @@ if TYPE_CHECKING:
     import argparse
 
 logger = logging.getLogger("nlptune")
-TASKS = (
-    "text_classification",
-    "sentence_pair",
-    "sequence_labelling",
-    "extractive_qa",
-    "word_sense",
-)
+FAMILIES = ("hf_encoder", "hf_seq2seq", "static_vectors")
+CRF_FILE = "crf.safetensors"
 COPIED = ("config.yaml", "labels.json", "metrics.json", "meta.json")
 SAMPLES = ["Peter lives in Paris , France .", "a gripping film", "we met at the cafe"]
 
@@ -72,59 +71,118 @@ def export(
 def _export(
     run: Path, out: Path, int8: bool, opset: int, overwrite: bool, check: str | None
 ) -> dict[str, Any]:
-    import torch
-
     from nlptune.predict import Predictor
 
     trained = Predictor.from_dir(run, device="cpu")  # config, task, model, text
-    _refuse(trained.config, trained.task)
+    _refuse(trained.config)
     data = _check_data(check, trained.config.data.dev)
     _clear(out, overwrite)
-    model = trained.model.eval()
-    batch = _sample_batch(trained)
-    names = [k for k in batch if k != "index"]
-    outputs = [k for k in model(**batch) if "." not in k and k != "loss"]
-    graph = _Graph(model, names, outputs)
-    axes = {n: {0: "batch", 1: "length"} if batch[n].dim() > 1 else {0: "batch"} for n in names}
-    with torch.no_grad():
-        shapes = {k: v.dim() for k, v in model(**batch).items()}
-    for k in outputs:
-        axes[k] = {0: "batch", 1: "length"} if shapes[k] > 2 else {0: "batch"}
+    created = not out.exists()
     staging = out / ".staging"
     staging.mkdir(parents=True)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracing notes on transformers' shape checks
-        torch.onnx.export(
-            graph,
-            tuple(batch[n] for n in names),
-            str(staging / "model.onnx"),
-            input_names=names,
-            output_names=outputs,
-            dynamic_axes=axes,
-            opset_version=opset,
-            **_tracing(torch.onnx.export),
-        )
-    trained.text.tokenizer.save_pretrained(staging / "tokenizer")
-    for name in COPIED:
-        if (run / name).is_file():
-            shutil.copy2(run / name, staging / name)
-    if int8:
-        _quantize(staging / "model.onnx", staging / "model.int8.onnx")
+    summary: dict[str, Any] = {"run": str(run), "task": trained.config.task.type}
+    try:
+        summary.update(_write(trained, run, staging, int8, opset))
+    except BaseException:  # nothing half-written stays behind
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     for item in staging.iterdir():
         item.replace(out / item.name)
     staging.rmdir()
-    summary: dict[str, Any] = {
-        "run": str(run),
-        "task": trained.config.task.type,
-        "inputs": names,
-        "outputs": outputs,
-        "opset": opset,
-        "files": sorted(p.name for p in out.iterdir()),
-    }
+    summary["opset"] = opset
+    summary["files"] = sorted(p.name for p in out.iterdir())
     if data is not None:
         summary["check"] = compare(run, out, data)
     (out / "onnx.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _write(trained: Any, run: Path, staging: Path, int8: bool, opset: int) -> dict[str, Any]:
+    """The graphs, the text encoder and the run's files, into ``staging``."""
+    family = trained.config.backbone.type
+    summary: dict[str, Any] = {}
+    if family == "hf_seq2seq":
+        from nlptune.onnx_seq2seq import export_graphs
+
+        export_graphs(trained, sample_batch(trained), staging, opset, _tracing())
+        summary["graphs"] = ["encoder.onnx", "decoder.onnx"]
+    else:
+        summary.update(_export_forward(trained, staging, opset))
+    save_text(trained.text, family, staging / "tokenizer")
+    for name in COPIED:
+        if (run / name).is_file():
+            shutil.copy2(run / name, staging / name)
+    if int8:
+        for graph in sorted(staging.glob("*.onnx")):
+            _quantize(graph, graph.with_suffix(".int8.onnx"))
+    return summary
+
+
+def _export_forward(trained: Any, staging: Path, opset: int) -> dict[str, Any]:
+    """``model.onnx``: the task model's forward pass (the emission scores of a CRF tagger, whose
+    transitions go to ``crf.safetensors`` for the runner's Viterbi)."""
+    import torch
+    from safetensors.torch import save_file
+
+    model = trained.model.eval()
+    batch = sample_batch(trained)
+    names = [k for k in batch if k != "index"]
+    with _emissions(model) as crf, torch.no_grad():
+        produced = model(**batch)
+        first = next(iter(model.heads))
+        outputs = [k for k in produced if not k.endswith("loss") and not k.startswith(f"{first}.")]
+        graph = _Graph(model, names, outputs)
+        axes = {n: {i: f"{n}_{i}" for i in range(batch[n].dim())} for n in names}
+        axes.update({k: _axes(k, produced[k].dim()) for k in outputs})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracing notes on transformers' shape checks
+            torch.onnx.export(
+                graph,
+                tuple(batch[n] for n in names),
+                str(staging / "model.onnx"),
+                input_names=names,
+                output_names=outputs,
+                dynamic_axes=axes,
+                opset_version=opset,
+                **_tracing(),
+            )
+    if crf is not None:
+        save_file({k: v.contiguous() for k, v in crf.state_dict().items()}, staging / CRF_FILE)
+    return {"inputs": names, "outputs": outputs, "crf": crf is not None}
+
+
+def _axes(name: str, dims: int) -> dict[int, str]:
+    """An output's axes but the last (labels, vocabulary) are dynamic (batch, length, masks)."""
+    return {i: f"{name}_{i}" for i in range(max(dims - 1, 1))}
+
+
+@contextlib.contextmanager
+def _emissions(model: Any) -> Iterator[Any]:
+    """The first head's CRF taken off while tracing (its ``logits`` are then the emission
+    scores); yields the CRF module, or None."""
+    head = next(iter(model.heads.values()))
+    crf = getattr(head, "crf", None)
+    if crf is not None:
+        head.crf = None
+    try:
+        yield crf
+    finally:
+        if crf is not None:
+            head.crf = crf
+
+
+def save_text(text: Any, family: str, folder: Path) -> None:
+    """The run's text encoder as the runner reads it back (:func:`nlptune.onnx_runner.load`)."""
+    folder.mkdir()
+    if family == "static_vectors":
+        text.save(folder)
+        return
+    text.tokenizer.save_pretrained(folder)
+    if family == "hf_seq2seq":
+        start = {"decoder_start_token_id": text.decoder_start}
+        (folder / "nlptune_seq2seq.json").write_text(json.dumps(start), encoding="utf-8")
 
 
 class _Graph:
@@ -145,28 +203,22 @@ class _Graph:
         return Graph().eval()
 
 
-def _tracing(export: Any) -> dict[str, Any]:
+def _tracing() -> dict[str, Any]:
     """The TorchScript tracer (torch >= 2.9 defaults to the torch.export one, which needs
     onnxscript); older torch has no ``dynamo`` switch and traces anyway."""
     import inspect
 
-    return {"dynamo": False} if "dynamo" in inspect.signature(export).parameters else {}
+    import torch
+
+    return {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
-def _refuse(config: Any, task: Any) -> None:
-    kind, family = config.task.type, config.backbone.type
-    if family != "hf_encoder":
+def _refuse(config: Any) -> None:
+    family = config.backbone.type
+    if family not in FAMILIES:
         raise NlptuneError(
-            f"ONNX export is for transformers encoders (backbone.type hf_encoder); this run is "
-            f"{family}: use it with `nlptune serve` or `nlptune predict`"
-        )
-    if kind not in TASKS:
-        why = "generates text step by step" if kind == "text_to_text" else "is not exported"
-        raise NlptuneError(f"{kind} {why}; ONNX export supports {', '.join(TASKS)}")
-    if getattr(task, "crf", False):
-        raise NlptuneError(
-            "a CRF tagger decodes with Viterbi, which the ONNX graph does not hold; train with "
-            "task.crf: false to export, or serve the run with `nlptune serve`"
+            f"ONNX export supports the model families nlptune ships ({', '.join(FAMILIES)}); "
+            f"this run is {family}: use it with `nlptune serve` or `nlptune predict`"
         )
 
 
@@ -197,8 +249,9 @@ def _clear(out: Path, overwrite: bool) -> None:
             shutil.rmtree(item) if item.is_dir() else item.unlink()
 
 
-def _sample_batch(trained: Any) -> dict[str, Any]:
-    """A padded batch of two inputs of different lengths, for tracing."""
+def sample_batch(trained: Any) -> dict[str, Any]:
+    """A padded batch of two inputs of different lengths, for tracing (with the mask
+    positions a masked-LM head reads)."""
     from nlptune.data.batching import collate
     from nlptune.serve_requests import example_input, input_form
 
@@ -210,7 +263,10 @@ def _sample_batch(trained: Any) -> dict[str, Any]:
         items = [first, {k: f"{v} {v}" for k, v in first.items()}]
     examples = [task.input_example(x, f"sample {i}") for i, x in enumerate(items)]
     features = task.featurize(examples, trained.text, labelled=False)
-    return dict(collate(features, list(range(len(features))), trained.text.pad_id, values=False))
+    batch = dict(collate(features, list(range(len(features))), trained.text.pad_id, values=False))
+    if trained.config.task.type == "masked_lm":
+        batch["mlm_positions"] = batch["input_ids"] == trained.text.mask_id
+    return batch
 
 
 def _quantize(source: Path, target: Path) -> None:

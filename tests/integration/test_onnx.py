@@ -1,7 +1,9 @@
 """``nlptune export --format onnx``: the ONNX runner's task outputs equal PyTorch's on the dev
 set (identical labels, tags, answers; model outputs within 1e-3) for classification, tagging and
-QA; int8 quantisation; runs that can't be exported are refused with a reason; the export folder
-loads with plain onnxruntime + the tokenizer (the documented snippet)."""
+QA; CRF taggers (Viterbi in the runner), static-vector networks, beam search on
+encoder-decoders; int8 quantisation; runs that can't be exported are refused with a reason; the
+export folder loads with plain onnxruntime + the tokenizer (the documented snippet). Every task
+and family is also exported in the contract suite (tests/tasks/test_contract.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import nlptune
 from nlptune import cli
 from nlptune.predict import Predictor
 
-from ..conftest import FIXTURES, tiny_config
+from ..conftest import FIXTURES, static_config, tiny_config, translate_config
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -79,6 +81,7 @@ CONFIGS = {
     "sequence_labelling": _ner_config,
     "extractive_qa": _qa_config,
     "word_sense": _sense_config,
+    "crf": lambda m, o: _ner_config(m, o, crf=True, subword_pooling="mean"),
 }
 
 
@@ -88,7 +91,8 @@ def test_onnx_outputs_equal_pytorch_on_the_dev_set(
 ) -> None:
     result = nlptune.train(CONFIGS[task](tiny_bert, tmp_path / "run"))
     summary = onnx_export.export(result.output_dir, tmp_path / "onnx", int8=True)
-    assert summary["task"] == task and "model.onnx" in summary["files"]
+    assert summary["task"] == task.replace("crf", "sequence_labelling")
+    assert "model.onnx" in summary["files"]
     check = summary["check"]  # on the run's dev set
     assert check["examples"] > 0 and check["same_outputs"] == 1.0
     assert check["max_abs_diff"] < 1e-3
@@ -132,9 +136,6 @@ def test_dynamic_batch_and_length_with_plain_onnxruntime(tiny_bert: Path, tmp_pa
 def test_refused_exports_and_cli(
     tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
-    crf = nlptune.train(_ner_config(tiny_bert, tmp_path / "crf", crf=True)).output_dir
-    assert cli.main(["export", str(crf), "-o", str(tmp_path / "x")]) == 2
-    assert "error: a CRF tagger decodes with Viterbi" in capsys.readouterr().err
     half = tmp_path / "half"
     half.mkdir()
     (half / "config.yaml").write_text("task: {type: text_classification}\n")
@@ -157,3 +158,51 @@ def test_refused_exports_and_cli(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert cli.main(["export", str(run.output_dir), "-o", str(tmp_path / "z")]) == 2
     assert "pip install 'nlptune[onnx]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["bart", "bert2bert"])
+def test_beam_search_on_encoder_decoders_gives_pytorchs_ids(
+    family: str, tiny_bart: Path, translate_bert: Path, tmp_path: Path
+) -> None:
+    """Beam search with a length penalty and an n-gram ban, and the int8 graphs: the runner
+    generates the ids transformers' generate() does (the check compares them as numbers)."""
+    model = {"bart": tiny_bart, "bert2bert": translate_bert}[family]
+    task = {"num_beams": 3, "no_repeat_ngram_size": 2, "length_penalty": 1.3}
+    config = translate_config(model, tmp_path / "run", task=task, trainer={"max_steps": 8})
+    run = nlptune.train(config).output_dir
+    summary = onnx_export.export(run, tmp_path / "onnx", int8=True)
+    assert {"encoder.onnx", "decoder.onnx", "encoder.int8.onnx"} <= set(summary["files"])
+    check = summary["check"]
+    assert check["same_outputs"] == 1.0 and check["max_abs_diff"] == 0.0, check
+    assert "int8_same_outputs" in check
+    sources = ["A man plays a guitar .", "Two dogs run .", "x"]
+    want = Predictor.from_dir(run, device="cpu").predict(sources)
+    assert onnx_runner.load(tmp_path / "onnx").predict(sources) == want
+
+
+def test_static_vectors_with_a_character_lstm_and_a_crf(glove_file: Path, tmp_path: Path) -> None:
+    config = static_config(glove_file, tmp_path / "run", backbone={"chars": "lstm"})
+    config["task"] = {"type": "sequence_labelling", "crf": True}
+    config["trainer"].update(epochs=3)
+    config["data"] = {
+        "train": str(FIXTURES / "ner_train.conll"),
+        "dev": str(FIXTURES / "ner_dev.conll"),
+        "tag_column": 3,
+    }
+    run = nlptune.train(config).output_dir
+    check = onnx_export.export(run, tmp_path / "onnx")["check"]
+    assert check["same_outputs"] == 1.0 and check["max_abs_diff"] < 1e-3, check
+    assert check["onnx"]["metrics"] == check["pytorch"]["metrics"]
+
+
+def test_generation_settings_the_runner_lacks_are_refused(
+    tiny_t5: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = nlptune.train(translate_config(tiny_t5, tmp_path / "run", trainer={"max_steps": 2}))
+    saved = run.output_dir / "model" / "generation_config.json"
+    settings = json.loads(saved.read_text())
+    saved.write_text(json.dumps({**settings, "repetition_penalty": 1.3}))
+    assert cli.main(["export", str(run.output_dir), "-o", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "error: the model's generation config sets repetition_penalty=1.3" in err
+    assert not (tmp_path / "onnx").exists() or not any((tmp_path / "onnx").iterdir())

@@ -116,10 +116,17 @@ def words_and_chars(
     words = words.masked_fill(~valid, 0)
     word_of = keep.long().cumsum(1) - 1  # (B, T)
     positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
-    start = torch.cummax(torch.where(keep, positions, 0), dim=1).values
+    # each piece's word start: the positions of words in order, read at the piece's word
+    # (no cummax: ONNX has none)
+    starts = torch.argsort((~keep).long() * ids.shape[1] + positions, dim=1)
+    start = starts.gather(1, word_of.clamp(min=0))
     is_char = mask.bool() & (ids >= vocab_size) & (word_of >= 0)
     k = positions - start - 1  # the character's place in its word
-    width = int(k[is_char].max()) + 1 if bool(is_char.any()) else 1
+    width: Any
+    if torch.jit.is_tracing():  # ONNX export: the width as a tensor, so it stays dynamic
+        width = (k.masked_fill(~is_char, 0).max() + 1).clamp(min=1)
+    else:
+        width = int(k[is_char].max()) + 1 if bool(is_char.any()) else 1
     chars = torch.zeros(*words.shape, width, dtype=torch.long, device=ids.device)
     rows = torch.nonzero(is_char, as_tuple=True)
     chars[rows[0], word_of[is_char], k[is_char]] = ids[is_char] - vocab_size + 1
@@ -153,8 +160,15 @@ class CharFeatures(nn.Module):
             packed = nn.utils.rnn.pack_padded_sequence(
                 x, lengths, batch_first=True, enforce_sorted=False
             )
-            _, (last, _) = self.lstm(packed)  # (2, N, H/2)
-            h = torch.cat([last[0], last[1]], dim=-1)
+            out, (last, _) = self.lstm(packed)  # (2, N, H/2)
+            if torch.jit.is_tracing():  # ONNX export: the same states read from the outputs
+                states, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+                half = states.shape[-1] // 2
+                end = (lengths - 1).to(states.device)[:, None, None].expand(-1, 1, half)
+                forward = states[:, :, :half].gather(1, end)[:, 0]
+                h = torch.cat([forward, states[:, 0, half:]], dim=-1)
+            else:
+                h = torch.cat([last[0], last[1]], dim=-1)
             h = h * present.any(1, keepdim=True).to(h.dtype)
         return h.view(b, w, -1)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -72,15 +72,34 @@ class TokenHead(nn.Module):
             out["loss"] = self.crf.nll(words, tags, valid).mean()
         if self.training:
             return out  # Viterbi is only needed to predict
-        onehot = torch.zeros_like(emissions, dtype=torch.float32)  # (B, T, L)
-        for i, path in enumerate(self.crf.viterbi(words, valid)):
-            if path:
-                positions = order[i, : len(path)]
-                onehot[i, positions, torch.tensor(path, device=onehot.device)] = 1.0
-        # the Viterbi tag of each word (argmax), valued at its probability under the emission
-        # scores alone (a confidence for the predicted entities)
-        out["logits"] = onehot * torch.softmax(emissions.float(), dim=-1)
+        out["logits"] = crf_scores(self.crf, emissions, mask, (words, valid, order))
         return out
+
+
+def crf_scores(
+    crf: CRF,
+    emissions: torch.Tensor,
+    mask: torch.Tensor,
+    words: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The Viterbi tag of each word as a one-hot row (B, T, L), valued at the tag's probability
+    under the emission scores alone (a confidence for the predicted entities); decoding is an
+    argmax. ``mask`` (B, T bool) marks first subwords; ``words``: the first-subword emissions,
+    their mask and positions when the caller has them. Also the ONNX runner's CRF step."""
+    if words is None:
+        counts = mask.sum(1)
+        width = max(int(counts.max()), 1)
+        order = torch.argsort((~mask).int(), dim=1, stable=True)[:, :width]
+        index = order[:, :, None].expand(-1, -1, emissions.shape[-1])
+        valid = torch.arange(width, device=mask.device)[None] < counts[:, None]
+        words = (torch.gather(emissions, 1, index), valid, order)
+    scores, valid, order = words
+    onehot = torch.zeros_like(emissions, dtype=torch.float32)  # (B, T, L)
+    for i, path in enumerate(crf.viterbi(scores, valid)):
+        if path:
+            positions = order[i, : len(path)]
+            onehot[i, positions, torch.tensor(path, device=onehot.device)] = 1.0
+    return onehot * torch.softmax(emissions.float(), dim=-1)
 
 
 def mean_over_words(logits: torch.Tensor, word_ids: torch.Tensor) -> torch.Tensor:
@@ -90,7 +109,8 @@ def mean_over_words(logits: torch.Tensor, word_ids: torch.Tensor) -> torch.Tenso
     subword states. ``word_ids`` (B, T) numbers words from 1; 0 marks tokens of no word.
     """
     b, _, n = logits.shape
-    width = int(word_ids.max()) + 1
+    # ONNX export: the width as a tensor, so it stays dynamic
+    width: Any = word_ids.max() + 1 if torch.jit.is_tracing() else int(word_ids.max()) + 1
     index = word_ids[:, :, None].expand(-1, -1, n)
     sums = logits.new_zeros(b, width, n).scatter_add_(1, index, logits)  # (B, W+1, L)
     ones = torch.ones_like(word_ids, dtype=logits.dtype)

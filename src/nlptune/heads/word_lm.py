@@ -13,7 +13,7 @@ gradient whatever the number of processes; the sampled one draws its words per p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -29,8 +29,16 @@ def word_positions(ids: torch.Tensor, mask: torch.Tensor, vocab_size: int) -> to
 def compact(values: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``keep`` positions of ``values`` (B, T, ...) moved to the front, in order:
     ``(B, W, ...)`` with W the most kept in a row, and the (B, W) validity mask."""
-    width = int(keep.sum(1).max()) if keep.numel() else 0
-    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]  # (B, W)
+    width: Any
+    if torch.jit.is_tracing():  # ONNX export: the width as a tensor, so it stays dynamic
+        width = keep.sum(1).max()
+    else:
+        width = int(keep.sum(1).max()) if keep.numel() else 0
+    # kept positions first, each group in order: distinct keys, so no stable sort is needed
+    # (ONNX has none)
+    positions = torch.arange(keep.shape[1], device=keep.device)
+    key = (~keep).long() * keep.shape[1] + positions
+    order = torch.argsort(key, dim=1)[:, :width]  # (B, W)
     valid = keep.gather(1, order)
     if values.dim() == 2:
         return values.gather(1, order), valid
