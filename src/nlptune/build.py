@@ -98,7 +98,31 @@ def check(p: Parts, run: RunConfig) -> None:
     if check_heads is not None:
         check_heads({spec.kind for spec in p.task.heads().values()})
     p.strategy.check(p.backbone.num_layers())
+    _check_adapters(p, run)
     trackers.check(run.trainer)
+
+
+def _check_adapters(p: Parts, run: RunConfig) -> None:
+    """A strategy that adds adapters to linear layers (``check_layers``: lora) needs a family
+    that names them (``linear_layers``) and pre-trained weights to adapt."""
+    check_layers = getattr(p.strategy, "check_layers", None)
+    if check_layers is None:
+        return
+    strategy, backbone = run.strategy.type, run.backbone.type
+    linear_layers = getattr(p.backbone, "linear_layers", None)
+    if linear_layers is None:
+        able = [n for n, b in BACKBONES if hasattr(b, "linear_layers")]
+        raise ConfigError(
+            f"strategy.type={strategy} adapts the linear layers of a transformers model, which "
+            f"backbone.type={backbone} has not; use backbone.type {' or '.join(able)}, or "
+            "strategy.type full, last_k or frozen"
+        )
+    if run.backbone.init == "random":
+        raise ConfigError(
+            f"strategy.type={strategy} adapts pre-trained weights, and backbone.init=random has "
+            "none; use strategy.type full to train from scratch"
+        )
+    check_layers(*linear_layers())
 
 
 @dataclass
@@ -206,8 +230,16 @@ def new_model(p: Parts) -> tuple[TaskModel, set[str]]:
 
 
 def save_model(p: Parts, model: TaskModel, text: Any) -> Callable[[Path], None]:
-    """A writer of the trained model's ``model/`` folder (for :func:`artefact.finish_run`)."""
-    return lambda folder: p.backbone.save(model, text, folder, p.task.export())
+    """A writer of the trained model's ``model/`` folder (for :func:`artefact.finish_run`),
+    after the strategy's last word on the model (``finish``: lora merges its adapters)."""
+
+    def write(folder: Path) -> None:
+        finish = getattr(p.strategy, "finish", None)
+        if finish is not None:
+            finish(model)
+        p.backbone.save(model, text, folder, p.task.export())
+
+    return write
 
 
 @dataclass

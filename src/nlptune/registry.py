@@ -27,7 +27,7 @@ _BUILTIN_MODULES = {
         "masked_lm",
     ],
     "backbones": ["hf_encoder", "hf_seq2seq", "static_vectors"],
-    "strategies": ["full", "frozen", "last_k"],
+    "strategies": ["full", "frozen", "last_k", "gradual", "lora"],
 }
 
 

@@ -2,12 +2,14 @@
 
 For each task x family: train a few steps on a fixture, save, load in a fresh Predictor and get
 the metrics the run measured (the same predictions); prediction output follows input order;
-outputs stream so that a task reading several items per example gets them in order. A family
+outputs stream so that a task reading several items per example gets them in order; the run
+serves over HTTP and exports to ONNX with the same outputs. A family
 that cannot feed a task's heads is refused at config time (checked, not skipped).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -126,6 +128,7 @@ def test_train_save_load_predict(task: str, family: str, model_for: Any, tmp_pat
     backwards = predictor.predict(examples[::-1])
     assert _shown(backwards[::-1]) == _shown(rows)  # output follows input order
     _check_serving(predictor, out)
+    _check_export(out, family, tmp_path / "onnx")
 
 
 def _check_serving(predictor: Any, run: Path) -> None:
@@ -142,6 +145,31 @@ def _check_serving(predictor: Any, run: Path) -> None:
         assert one.status_code == 200, one.text
         many = client.post("/predict", json=[example, example])
         assert many.status_code == 200 and len(many.json()) == 2, many.text
+
+
+def _check_export(run: Path, family: str, out: Path) -> None:
+    """``nlptune export --format onnx``: on the run's dev set the ONNX runner's outputs (labels,
+    tags, answers, generated text) are PyTorch's and so are the metrics; a family nlptune does
+    not ship (a plugin) is refused with a reason."""
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+        return  # export is an extra: nlptune[onnx]
+    from nlptune import onnx_export
+    from nlptune.errors import NlptuneError
+
+    if family not in onnx_export.FAMILIES:
+        with pytest.raises(NlptuneError, match="ONNX export supports the model families"):
+            onnx_export.export(run, out)
+        return
+    check = onnx_export.export(run, out)["check"]
+    assert check["examples"] > 0 and check["same_outputs"] == 1.0, check
+    assert check["max_abs_diff"] < 1e-3, check
+    ours, theirs = check["pytorch"]["metrics"], check["onnx"]["metrics"]
+    assert ours.keys() == theirs.keys()
+    for key, value in ours.items():
+        if isinstance(value, float):
+            assert theirs[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        else:
+            assert theirs[key] == value, key
 
 
 @pytest.mark.parametrize("family", ["hf_encoder", "toy_bag", "static_vectors"])
@@ -167,16 +195,33 @@ def test_predict_in_a_fresh_process(family: str, model_for: Any, tmp_path: Path)
 
 
 @pytest.mark.parametrize("family", ["hf_encoder", "toy_bag", "static_vectors"])
-@pytest.mark.parametrize("strategy", ["full", "frozen", "last_k"])
-def test_strategies(strategy: str, family: str, model_for: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"type": "full"},
+        {"type": "frozen"},
+        {"type": "last_k", "k": 1},
+        {"type": "gradual", "every_steps": 2},
+        {"type": "lora", "r": 2},
+        {"type": "lora", "r": 2, "merge": True},
+    ],
+    ids=["full", "frozen", "last_k", "gradual", "lora", "lora_merged"],
+)
+def test_strategies(strategy: dict[str, Any], family: str, model_for: Any, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    extra = {"k": 1} if strategy == "last_k" else {}
     config = _config("sequence_labelling", family, model_for(family), out)
-    config["strategy"] = {"type": strategy, "freeze_embeddings": False, **extra}
-    if family == "static_vectors" and strategy == "last_k":  # no layers to pick: refused
+    config["strategy"] = {"freeze_embeddings": False, **strategy}
+    name = strategy["type"]
+    if family == "static_vectors" and name in ("last_k", "gradual", "lora"):  # refused
         with pytest.raises(ConfigError, match="makes no sense.*use full or frozen"):
             nlptune.validate(config)
         return
+    if family == "toy_bag" and name == "lora":  # no linear layers to adapt: refused
+        with pytest.raises(ConfigError, match="use backbone.type hf_encoder or hf_seq2seq"):
+            nlptune.validate(config)
+        return
+    if name == "lora":
+        pytest.importorskip("peft")
     result = nlptune.train(config)
     predictor = nlptune.Predictor.from_dir(out)
     assert predictor.evaluate(config["data"]["dev"]) == pytest.approx(

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from nlptune.backbones import hf_adapter
 from nlptune.backbones.base import Export, LayerGroup
 from nlptune.backbones.hf_export import (
     AUTO_CLASSES,
@@ -67,6 +68,12 @@ class HFEncoderModule(nn.Module):
         self.hidden_size = int(base.config.hidden_size)
         self.pretrained_pooler = pooler or {}
         self._accepts = set(inspect.signature(base.forward).parameters)
+        self.adapter: hf_adapter.Adapter | None = None  # LoRA adapters a strategy added
+
+    @property
+    def transformer(self) -> nn.Module:
+        """The transformers model (what LoRA adapts)."""
+        return self.base
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: batch[k] for k in _INPUTS if k in batch and k in self._accepts}
@@ -124,6 +131,7 @@ class HFEncoder:
     def _config(self) -> Any:
         from transformers import AutoConfig
 
+        hf_adapter.refuse_adapters(self.path, "backbone.path")
         try:
             return AutoConfig.from_pretrained(resolve_model_path(self.path))
         except (OSError, ValueError) as err:
@@ -147,6 +155,14 @@ class HFEncoder:
 
     def num_layers(self) -> int:
         return num_layers(self._config())
+
+    def linear_layers(self) -> tuple[str, list[str]]:
+        """The architecture and the names of its linear layers (what LoRA can adapt), read
+        without loading weights."""
+        from transformers import AutoModel
+
+        config = self._config()
+        return config.model_type, hf_adapter.skeleton_linears(lambda: AutoModel.from_config(config))
 
     def load(self) -> tuple[HFEncoderModule, set[str]]:
         from transformers import AutoModel
@@ -235,6 +251,10 @@ class HFEncoder:
     def save(self, model: Any, text_encoder: Any, folder: Path, export: Export) -> None:
         import transformers
 
+        if model.encoder.adapter is not None:  # LoRA, not merged: adapters, heads, base's id
+            hf_adapter.save(model, folder, [hf_adapter.identity("backbone.path", self.path)])
+            text_encoder.save(folder)
+            return
         if export.kind == "masked_lm":
             self._save_pretraining(model, text_encoder, folder)
             return
@@ -293,6 +313,8 @@ class HFEncoder:
         # before transformers reads it: 4.x fails on a folder without its tokenizer files with a
         # TypeError, 5.x builds an empty vocabulary (the same check as predict.check_trained)
         check_tokenizer_files(folder, f"{folder.parent}: model/")
+        if hf_adapter.is_adapter(folder):
+            return self._load_adapter(folder, make_model)
         if export.kind == "masked_lm":
             return self._load_pretraining(folder, make_model)
         with quiet_transformers():
@@ -320,4 +342,19 @@ class HFEncoder:
         for name, head in rest:
             part = {k[len(name) + 1 :]: v for k, v in extra.items() if k.startswith(f"{name}.")}
             head.load_state_dict(part)
+        return model, HFTextEncoder(tokenizer)
+
+    def _load_adapter(
+        self, folder: Path, make_model: Callable[[Any], Any]
+    ) -> tuple[Any, HFTextEncoder]:
+        """A LoRA run saved unmerged: the base model (checked to be the one it trained on),
+        then its adapters and heads."""
+        from transformers import AutoTokenizer
+
+        base = hf_adapter.find_bases(folder)["backbone.path"]
+        encoder, _ = HFEncoder(str(base), self.max_length).load()
+        model = make_model(encoder)
+        hf_adapter.restore(model, folder)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(folder)
         return model, HFTextEncoder(tokenizer)

@@ -27,6 +27,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from nlptune.backbones import hf_adapter
 from nlptune.backbones.base import Export, LayerGroup
 from nlptune.backbones.hf_encoder import _layer_list, num_layers
 from nlptune.backbones.hf_paths import (
@@ -105,6 +106,12 @@ class Seq2SeqModule(nn.Module):
         self.model = model
         self.config = model.config
         self.hidden_size = int(model.get_output_embeddings().weight.shape[0])  # the vocabulary
+        self.adapter: hf_adapter.Adapter | None = None  # LoRA adapters a strategy added
+
+    @property
+    def transformer(self) -> nn.Module:
+        """The transformers model (what LoRA adapts)."""
+        return self.model
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         labels = batch.get("labels")
@@ -229,6 +236,7 @@ class HFSeq2Seq:
     def _config(self, path: str, key: str = "backbone.path") -> Any:
         from transformers import AutoConfig
 
+        hf_adapter.refuse_adapters(path, key)
         try:
             return AutoConfig.from_pretrained(resolve_model_path(path))
         except (OSError, ValueError) as err:
@@ -270,6 +278,27 @@ class HFSeq2Seq:
     def num_layers(self) -> int:
         config = self._config(self.path)
         return _stack_layers(config, "encoder") if config.is_encoder_decoder else num_layers(config)
+
+    def linear_layers(self) -> tuple[str, list[str]]:
+        """The architecture (an encoder-decoder built from encoders: its encoder's) and the
+        names of its linear layers (what LoRA can adapt), read without loading weights."""
+        import transformers
+
+        config = self._config(self.path)
+        if getattr(config, "is_encoder_decoder", False):
+            seq2seq = transformers.AutoModelForSeq2SeqLM
+            return config.model_type, hf_adapter.skeleton_linears(
+                lambda: seq2seq.from_config(config)
+            )
+        given = self._config(self.decoder_path or self.path)  # as _bert2bert builds the decoder
+        decoder = type(given).from_dict(
+            given.to_dict() | {"is_decoder": True, "add_cross_attention": True}
+        )
+        names = hf_adapter.skeleton_linears(lambda: transformers.AutoModel.from_config(config))
+        names += hf_adapter.skeleton_linears(
+            lambda: transformers.AutoModelForCausalLM.from_config(decoder)
+        )
+        return config.model_type, names
 
     def load(self) -> tuple[Seq2SeqModule, set[str]]:
         from transformers import AutoModelForSeq2SeqLM
@@ -331,7 +360,14 @@ class HFSeq2Seq:
         model.config.vocab_size = model.config.decoder.vocab_size
         if self.tie_decoder:
             _tie(model)
-        new = {f"decoder.{_key(k)}" for k in info.get("missing_keys", ())}
+        # transformers 4.x names a missing key of the base model without its prefix
+        # (``encoder.layer.0.crossattention...`` for ``bert.encoder...``), 5.x in full
+        names = {n for n, _ in model.decoder.named_parameters()}
+        prefix = f"{model.decoder.base_model_prefix}."
+        missing = [_key(k) for k in info.get("missing_keys", ())]
+        new = {
+            f"decoder.{k if k in names or prefix + k not in names else prefix + k}" for k in missing
+        }
         return model, new
 
     def head_options(self, kind: str, encoder: Any) -> dict[str, Any]:
@@ -362,6 +398,13 @@ class HFSeq2Seq:
 
     def save(self, model: Any, text_encoder: Any, folder: Path, export: Export) -> None:
         module = model.encoder
+        if module.adapter is not None:  # LoRA, not merged: adapters, heads, base models' ids
+            bases = [hf_adapter.identity("backbone.path", self.path)]
+            if self.decoder_path:
+                bases.append(hf_adapter.identity("backbone.decoder_path", self.decoder_path))
+            hf_adapter.save(model, folder, bases)
+            self._save_text(text_encoder, folder)
+            return
         seq2seq = module.model
         generation = export.settings.get("generation", {})
         module.set_generation(generation)
@@ -373,6 +416,10 @@ class HFSeq2Seq:
         with quiet_transformers():  # no "Writing model shards" bar
             seq2seq.save_pretrained(folder, state_dict=state, safe_serialization=True)
         _spell_out_generation(folder, seq2seq.generation_config, generation)
+        self._save_text(text_encoder, folder)
+
+    @staticmethod
+    def _save_text(text_encoder: Any, folder: Path) -> None:
         text_encoder.save(folder)
         (folder / "nlptune_seq2seq.json").write_text(
             json.dumps({"decoder_start_token_id": text_encoder.decoder_start})
@@ -386,13 +433,26 @@ class HFSeq2Seq:
         # before transformers reads it: 4.x fails on a folder without its tokenizer files with a
         # TypeError, 5.x builds an empty vocabulary (the same check as predict.check_trained)
         check_tokenizer_files(folder, f"{folder.parent}: model/")
+        if hf_adapter.is_adapter(folder):  # LoRA, not merged: the base it trained on, adapted
+            bases = hf_adapter.find_bases(folder)
+            decoder = bases.get("backbone.decoder_path")
+            base = HFSeq2Seq(
+                str(bases["backbone.path"]),
+                self.max_length,
+                str(decoder) if decoder else None,
+                self.tie_decoder,
+            )
+            model = make_model(base.load()[0])
+            hf_adapter.restore(model, folder)
+        else:
+            with quiet_transformers():
+                model = make_model(
+                    Seq2SeqModule(load_saved(transformers.AutoModelForSeq2SeqLM, folder))
+                )
         with quiet_transformers():
-            loaded = load_saved(transformers.AutoModelForSeq2SeqLM, folder)
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
         info = json.loads((folder / "nlptune_seq2seq.json").read_text())
-        return make_model(Seq2SeqModule(loaded)), Seq2SeqText(
-            tokenizer, info["decoder_start_token_id"]
-        )
+        return model, Seq2SeqText(tokenizer, info["decoder_start_token_id"])
 
 
 def _spell_out_generation(folder: Path, config: Any, settings: Mapping[str, Any]) -> None:

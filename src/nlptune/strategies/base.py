@@ -11,7 +11,11 @@ step whether the plan changes (gradual unfreezing). The contract:
     strategy.update(plan, epoch, step)         a new Plan, or None to keep the current one
 
 ``update`` must be a pure function of ``(epoch, step)`` so that a resumed run gets the plan the
-uninterrupted run had at that point.
+uninterrupted run had at that point. Two optional hooks:
+
+    strategy.check_layers(model_type, linear)  before weights load, with the names of the
+                                               backbone's linear layers (``linear_layers()``)
+    strategy.finish(model)                     before the model is saved (lora: merge)
 """
 
 from __future__ import annotations
@@ -118,7 +122,11 @@ def layer_index(group: str) -> int | None:
     return int(leaf.split(".", 1)[1]) if leaf.startswith("layer.") else None
 
 
+DECAY = (
+    "layer-wise LR decay: layer i from the top learns lr * decay**i (null: none; gradual's "
+    "default is ULMFiT's 1/2.6)"
+)
+
+
 class DecayConfig(StrategyConfig):
-    layer_lr_decay: float | None = Field(
-        None, gt=0, le=1, description="layer-wise LR decay: layer i from the top learns decay**i"
-    )
+    layer_lr_decay: float | None = Field(None, gt=0, le=1, description=DECAY)

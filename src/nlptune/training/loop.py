@@ -31,7 +31,13 @@ from nlptune.training import trackers as tracking
 from nlptune.training.evaluate import stream
 from nlptune.training.frozen_cache import CachedEncoder
 from nlptune.training.log import RunLog
-from nlptune.training.optim import linear_schedule, make_optimizer, param_groups, warmup_steps
+from nlptune.training.optim import (
+    describe_groups,
+    linear_schedule,
+    make_optimizer,
+    param_groups,
+    warmup_steps,
+)
 from nlptune.training.plan import Plan, enable
 
 logger = logging.getLogger("nlptune")
@@ -149,9 +155,11 @@ def fit(job: Job) -> LoopState:
         )
     total = planned_steps(t, per_epoch, len(job.train), acc.is_main_process)
     model = job.model
-    optimizer = make_optimizer(
-        param_groups(model, job.plan, t.lr, t.head_lr or t.lr, t.weight_decay), acc.device
-    )
+    groups = param_groups(model, job.plan, t.lr, t.head_lr or t.lr, t.weight_decay)
+    if acc.is_main_process:
+        for line in describe_groups(model, job.plan, groups):
+            logger.info(line)
+    optimizer = make_optimizer(groups, acc.device)
     scheduler = linear_schedule(
         optimizer, warmup_steps(total, t.warmup_ratio, t.warmup_steps), total
     )
@@ -162,7 +170,9 @@ def fit(job: Job) -> LoopState:
         if acc.is_main_process:
             logger.info("resuming from step %d of %d", state.step, total)
     enable(model, job.plan)
-    _replan(job, state)
+    if _replan(job, state) and acc.is_main_process:
+        stage, count = _stage(job)
+        logger.info("step %d: %s (%s parameters train)", state.step, stage, f"{count:,}")
     wrapped, optimizer = acc.prepare(model, optimizer)
     log = RunLog(
         job.folder,
@@ -259,8 +269,12 @@ def _run(
         if not batches:  # never loop without stepping
             raise RuntimeError(f"epoch {state.epoch} makes no optimizer step ({per_epoch} planned)")
         for indices in batches[state.batch_in_epoch :]:
-            if _replan(job, state) and acc.num_processes > 1:
-                wrapped = acc.prepare_model(job.model)  # DDP must see the new trainable set
+            if _replan(job, state):
+                if acc.num_processes > 1:
+                    wrapped = acc.prepare_model(job.model)  # DDP must see the new trainable set
+                stage, count = _stage(job)
+                log.write(f"step {state.step}: {stage} ({count:,} parameters train)")
+                log.event("plan", state.step, {"stage": stage, "trainable": count})
             started = time.perf_counter()
             loss, head_losses = _step(job, wrapped, optimizer, scheduler, indices, state.epoch)
             state.step += 1
@@ -356,6 +370,12 @@ def _replan(job: Job, state: LoopState) -> bool:
     job.plan = plan
     enable(job.model, plan)
     return True
+
+
+def _stage(job: Job) -> tuple[str, int]:
+    """What the plan trains now, for the log: the strategy's words and the parameter count."""
+    size = sum(p.numel() for n, p in job.model.named_parameters() if n in job.plan.trainable)
+    return job.plan.stage or "the strategy changed what trains", size
 
 
 def _sync(device: torch.device) -> None:

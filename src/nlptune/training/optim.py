@@ -35,6 +35,52 @@ def param_groups(
     return [{"params": p, "lr": r, "weight_decay": d} for (r, d), p in groups.items()]
 
 
+def describe_groups(model: torch.nn.Module, plan: Plan, groups: list[dict[str, Any]]) -> list[str]:
+    """One line per optimizer group: learning rate, weight decay, size and which parameters
+    (their modules, layers run together: ``encoder.base.encoder.layer.0-5``)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    lines = []
+    for i, group in enumerate(groups):
+        params = group["params"]
+        now = [p for p in params if names[id(p)] in plan.trainable]
+        waiting = f", {len(params) - len(now)} not training yet" if len(now) < len(params) else ""
+        lines.append(
+            f"optimizer group {i}: lr {group['lr']:.3g}, weight decay {group['weight_decay']:g}, "
+            f"{len(params)} tensors ({sum(p.numel() for p in params):,} parameters{waiting}): "
+            + _modules([names[id(p)] for p in params])
+        )
+    return lines
+
+
+def _modules(names: list[str], most: int = 6) -> str:
+    """Parameter names summed up as their modules: up to the layer number (or three parts);
+    numbered layers of one module run together (``layer.0-5``)."""
+    stems: dict[str, list[int]] = {}
+    for name in names:
+        parts = name.split(".")
+        cut = next((i for i, x in enumerate(parts[:-1]) if x.isdigit()), None)
+        if cut is None:
+            stems.setdefault(".".join(parts[: min(3, len(parts) - 1) or 1]), [])
+        else:
+            numbers = stems.setdefault(".".join(parts[:cut]) + ".#", [])
+            if int(parts[cut]) not in numbers:
+                numbers.append(int(parts[cut]))
+    shown = []
+    for stem, numbers in stems.items():
+        if not stem.endswith(".#"):
+            shown.append(stem)
+            continue
+        low, high = min(numbers), max(numbers)
+        span = (
+            f"{low}-{high}"
+            if sorted(numbers) == list(range(low, high + 1))
+            else "/".join(str(x) for x in numbers)
+        )
+        shown.append(stem[:-1] + (span if len(numbers) > 1 else str(low)))
+    more = f", +{len(shown) - most} more" if len(shown) > most else ""
+    return ", ".join(shown[:most]) + more
+
+
 def make_optimizer(groups: list[dict[str, Any]], device: torch.device) -> torch.optim.Optimizer:
     """AdamW, fused where the device supports it (CPU and CUDA in current torch)."""
     try:

@@ -16,7 +16,8 @@ class Plan:
     ``trainable`` those that train now; ``lr_scale[name]`` multiplies the backbone learning rate
     of a backbone parameter, and ``head`` parameters use the head learning rate.
     ``cache_backbone`` tells the loop that the encoder is frozen for the whole run, so its outputs
-    may be computed once.
+    may be computed once. ``stage`` says what trains now, for the log, when a strategy changes
+    its plan during the run (gradual unfreezing).
     """
 
     params: list[str]
@@ -24,6 +25,7 @@ class Plan:
     head: set[str]
     lr_scale: dict[str, float] = field(default_factory=dict)
     cache_backbone: bool = False
+    stage: str = ""
 
 
 def enable(model: nn.Module, plan: Plan) -> None:
