@@ -1,5 +1,5 @@
-"""Command line: train, evaluate, predict, validate, list, vectors, serve, export, demo. Thin:
-parse, call, print."""
+"""Command line: train, evaluate, predict, validate, list, vectors, serve, export, report,
+compare, tune, demo. Thin: parse, call, print."""
 
 from __future__ import annotations
 
@@ -105,10 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     adapt.add_argument("--workers", type=_positive, default=1, help="gensim worker threads")
     adapt.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
-    from nlptune import onnx_export, serve
+    from nlptune import compare, onnx_export, report, serve, tune
 
-    serve.add_parser(sub)  # nlptune serve and export: their arguments live beside them
+    serve.add_parser(sub)  # nlptune serve, export, report: their arguments live beside them
     onnx_export.add_parser(sub)
+    report.add_parser(sub)
+    compare.add_parser(sub)  # nlptune compare and tune: their arguments live beside them
+    tune.add_parser(sub)
     demo = sub.add_parser("demo", help="fine-tune MiniLM on 200 movie reviews and predict")
     demo.add_argument("--output-dir", default="runs/demo")
     return parser
@@ -158,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # configs and overrides after an option: `train a.yaml --resume x=1`
-        if args.command not in ("train", "validate") or any(e.startswith("-") for e in extra):
+        if args.command not in ("train", "validate", "compare", "tune") or any(
+            e.startswith("-") for e in extra
+        ):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.args.extend(extra)
     show_messages()
@@ -243,6 +248,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from nlptune import onnx_export
 
         return onnx_export.main(args)
+    elif args.command == "report":
+        from nlptune import report
+
+        return report.main(args)
+    elif args.command == "compare":
+        from nlptune import compare
+
+        return compare.main(args)
+    elif args.command == "tune":
+        from nlptune import tune
+
+        return tune.main(args)
     elif args.command == "demo":
         from nlptune.demo import run_demo
 
