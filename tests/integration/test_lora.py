@@ -31,8 +31,20 @@ INPUTS = ["a great film", "awful and boring", "the music was fine", "i loved it"
 
 def _lora(model: Path, out: Path, **strategy: Any) -> dict[str, Any]:
     config = tiny_config(model, out, trainer={"epochs": 3, "lr": 1e-2})
-    config["strategy"] = {"type": "lora", "r": 4, **strategy}
+    config["strategy"] = {"type": "lora", "r": 4, "lr_scale": 1.0, **strategy}
     return config
+
+
+def test_adapters_learn_at_lr_times_lr_scale(
+    tiny_bert: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tiny_config(tiny_bert, tmp_path / "run", trainer={"max_steps": 2, "lr": 1e-4})
+    config["strategy"] = {"type": "lora", "r": 4}  # lr_scale 10 by default
+    with caplog.at_level("INFO", logger="nlptune"):
+        nlptune.train(config)
+    groups = [r.getMessage() for r in caplog.records if "optimizer group" in r.getMessage()]
+    assert any("lr 0.001," in g and "encoder." in g for g in groups), groups  # adapters
+    assert any("lr 0.0001," in g and "heads" in g for g in groups), groups
 
 
 @pytest.fixture(scope="module")

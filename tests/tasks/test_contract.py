@@ -227,3 +227,5 @@ def test_strategies(strategy: dict[str, Any], family: str, model_for: Any, tmp_p
     assert predictor.evaluate(config["data"]["dev"]) == pytest.approx(
         result.metrics["dev"], abs=1e-6
     )
+    if name == "lora":  # adapters (merged or not) export like any run
+        _check_export(out, family, tmp_path / "onnx")
