@@ -21,7 +21,14 @@ import nlptune
 from nlptune import build, cli
 from nlptune.errors import ConfigError, ModelError
 
-from ..conftest import REPO, TRANSLATE, static_config, tiny_config, translate_config
+from ..conftest import (
+    REPO,
+    TRANSLATE,
+    static_config,
+    stopped_then_resumed,
+    tiny_config,
+    translate_config,
+)
 from ..tasks.test_contract import _config as contract_config
 
 pytest.importorskip("peft")
@@ -44,7 +51,14 @@ def test_adapters_learn_at_lr_times_lr_scale(
         nlptune.train(config)
     groups = [r.getMessage() for r in caplog.records if "optimizer group" in r.getMessage()]
     assert any("lr 0.001," in g and "encoder." in g for g in groups), groups  # adapters
-    assert any("lr 0.0001," in g and "heads" in g for g in groups), groups
+    assert any("lr 0.001," in g and "heads" in g for g in groups), groups
+    assert not any("lr 0.0001," in g for g in groups), groups
+    caplog.clear()
+    config["trainer"]["head_lr"] = 3e-4  # an explicit head rate wins
+    with caplog.at_level("INFO", logger="nlptune"):
+        nlptune.train(config, overwrite=True)
+    groups = [r.getMessage() for r in caplog.records if "optimizer group" in r.getMessage()]
+    assert any("lr 0.0003," in g and "heads" in g for g in groups), groups
 
 
 @pytest.fixture(scope="module")
@@ -175,16 +189,7 @@ def test_resume_equals_uninterrupted_run(base: Path, tmp_path: Path) -> None:
 
     whole = nlptune.train(config(tmp_path / "whole"))
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_7(state: Any) -> None:
-        if state.step == 7:
-            raise Stop
-
-    with pytest.raises(Stop):
-        nlptune.train(config(tmp_path / "cut"), callbacks=[stop_at_7])
-    resumed = nlptune.train(config(tmp_path / "cut"), resume=True)
+    resumed = stopped_then_resumed(config(tmp_path / "cut"), 7)
     for name in ("adapter_model.safetensors", "nlptune_heads.safetensors"):
         a = load_file(str(tmp_path / "whole" / "model" / name))
         b = load_file(str(tmp_path / "cut" / "model" / name))

@@ -40,8 +40,9 @@ class LoraConfig(StrategyConfig):
     lr_scale: float = Field(
         10.0,
         gt=0,
-        description="lora: the adapters learn at trainer.lr x lr_scale (LoRA wants about ten "
-        "times the full fine-tuning rate: the LoRA paper's RoBERTa runs use 4e-4-5e-4)",
+        description="lora: adapters and head learn at trainer.lr x lr_scale (LoRA wants about "
+        "ten times the full fine-tuning rate: the LoRA paper's RoBERTa runs use 4e-4-5e-4); "
+        "trainer.head_lr, when set, still sets the head's",
     )
     merge: bool = Field(
         False,
@@ -99,7 +100,7 @@ class Lora:
         head = set(model.head_parameters()) | full
         train = head | {f"encoder.{n}" for n in adapter.names}
         params = [n for n, _ in model.named_parameters() if n in train]
-        scale = {n: self.lr_scale for n in params if n not in head}
+        scale = {n: self.lr_scale for n in params}  # the head too, unless trainer.head_lr
         plan = Plan(params, set(params), head & set(params), scale)
         enable(model, plan)
         logger.info(

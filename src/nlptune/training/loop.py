@@ -155,7 +155,7 @@ def fit(job: Job) -> LoopState:
         )
     total = planned_steps(t, per_epoch, len(job.train), acc.is_main_process)
     model = job.model
-    groups = param_groups(model, job.plan, t.lr, t.head_lr or t.lr, t.weight_decay)
+    groups = param_groups(model, job.plan, t.lr, t.head_lr, t.weight_decay)
     if acc.is_main_process:
         for line in describe_groups(model, job.plan, groups):
             logger.info(line)

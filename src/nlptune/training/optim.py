@@ -22,14 +22,19 @@ def no_decay(name: str) -> bool:
 
 
 def param_groups(
-    model: torch.nn.Module, plan: Plan, lr: float, head_lr: float, weight_decay: float
+    model: torch.nn.Module, plan: Plan, lr: float, head_lr: float | None, weight_decay: float
 ) -> list[dict[str, Any]]:
     """One group per (learning rate, weight decay) pair, in a deterministic order, over every
-    parameter of the plan (one that does not train yet has no gradient, so AdamW skips it)."""
+    parameter of the plan (one that does not train yet has no gradient, so AdamW skips it).
+    A parameter learns at ``lr`` times its ``plan.lr_scale`` (1 by default); a head parameter
+    at ``head_lr`` when that is given."""
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     named = dict(model.named_parameters())
     for name in plan.params:
-        rate = head_lr if name in plan.head else lr * plan.lr_scale.get(name, 1.0)
+        if name in plan.head and head_lr is not None:
+            rate = head_lr
+        else:
+            rate = lr * plan.lr_scale.get(name, 1.0)
         decay = 0.0 if no_decay(name) else weight_decay
         groups.setdefault((rate, decay), []).append(named[name])
     return [{"params": p, "lr": r, "weight_decay": d} for (r, d), p in groups.items()]
