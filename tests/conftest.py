@@ -435,3 +435,21 @@ def static_config(vectors: Path | None, out: Path, **sections: Any) -> dict[str,
     config["strategy"] = {"type": "full", **sections.get("strategy", {})}
     config["trainer"].update({"lr": 1e-2, **sections.get("trainer", {})})
     return config
+
+
+class Stop(Exception):
+    """What :func:`stopped_then_resumed`'s callback raises: a crash at a chosen step."""
+
+
+def stopped_then_resumed(config: dict[str, Any], step: int) -> Any:
+    """Train ``config`` until optimizer step ``step`` ends (then stop, as a crash would), then
+    train it again with ``resume=True``; the resumed run's result."""
+    import nlptune
+
+    def stop(state: Any) -> None:
+        if state.step == step:
+            raise Stop
+
+    with pytest.raises(Stop):
+        nlptune.train(config, callbacks=[stop])
+    return nlptune.train(config, resume=True)

@@ -349,10 +349,7 @@ def _check_tokenizer(run: RunConfig) -> None:
 def _check_resume(folder: Path, run: RunConfig, digests: dict[str, str | None]) -> None:
     """Refuse to resume with another config (other than keys that only change how the run is
     shown or how fast it goes, ``stages.SAFE_KEYS``) or other data than the run started with."""
-    saved = artefact.read_config(folder)
-    with contextlib.suppress(ConfigError):  # resolved as today's code would
-        saved = config_validate({**saved, "output_dir": run.output_dir}).to_dict()
-    changes = stages.changed_keys(saved, run.to_dict())
+    changes = stages.changes_from_saved(folder, run)
     if changes:
         raise ConfigError(
             f"--resume: the config differs from the one {folder} started with "

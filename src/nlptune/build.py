@@ -43,14 +43,21 @@ def _fields(section: Any) -> dict[str, Any]:
     return {k: v for k, v in section.model_dump().items() if k != "type"}
 
 
-def parts(config: RunConfig) -> Parts:
+def make_task(config: RunConfig) -> Task:
+    """The run's task, unfitted (no backbone, no model): what ``main_metric`` and the readers
+    need."""
     task_cls = TASKS.get(config.task.type)
     data = config.data.model_dump()
-    task = task_cls(
+    task: Task = task_cls(
         max_length=config.backbone.max_length,
         **_fields(config.task),
         **{arg: data[key] for key, arg in task_cls.DATA_ARGS.items()},
     )
+    return task
+
+
+def parts(config: RunConfig) -> Parts:
+    task = make_task(config)
     backbone_cls = BACKBONES.get(config.backbone.type)
     options = _fields(config.backbone)
     params = inspect.signature(backbone_cls).parameters

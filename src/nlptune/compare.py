@@ -113,6 +113,8 @@ def strategy_names(text: str) -> list[str]:
 def read_sweep(path: str | Path) -> dict[str, list[Any]]:
     """A sweep file: a mapping of dotted config keys to lists of values to try."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--sweep {path}: file not found")
     data = read_yaml(path)
     example = "e.g. trainer.lr: [2e-5, 5e-5]"
     if not isinstance(data, dict) or not data:
@@ -271,7 +273,9 @@ def add_parser(sub: Any) -> None:
         metavar="NAME[,NAME...]",
         help="strategies to compare (nlptune list strategies; default: the config's)",
     )
-    parser.add_argument("--seeds", type=_whole, default=1, help="seeds 1..N for each (1)")
+    parser.add_argument(
+        "--seeds", type=sweep.whole_number, default=1, help="seeds 1..N for each (1)"
+    )
     parser.add_argument(
         "--sweep",
         metavar="SWEEP.yaml",
@@ -280,13 +284,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "-o", "--output", help="output folder (default: the config's output_dir + -compare)"
     )
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def main(args: argparse.Namespace) -> int:

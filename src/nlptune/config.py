@@ -283,6 +283,15 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
         ConfigError: for a missing file, bad YAML, an unknown key (with a close-match hint),
             a wrong type or an impossible combination.
     """
+    raw, name = read_raw(source, overrides)
+    return validate(raw, name)
+
+
+def read_raw(
+    source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()
+) -> tuple[dict[str, Any], str]:
+    """The raw config of a YAML file (``output_dir`` defaults to ``runs/<file stem>``) or a
+    mapping, with ``overrides`` applied, not validated; and its name for messages."""
     name = "<dict>"
     if isinstance(source, Mapping):
         raw: Any = deep_copy(source)
@@ -295,7 +304,7 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
         raw.setdefault("output_dir", f"runs/{path.stem}")
     for item in overrides:
         apply_override(raw, item)
-    return validate(raw, name)
+    return raw, name
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -164,19 +164,11 @@ def greater_is_better(name: str, task: Any) -> bool:
 def task_of(record: RunRecord) -> Any:
     """The run's task with its saved state, made from the config as build.parts makes it (no
     model loads), or None when that fails (a plugin that is not installed, say)."""
+    from nlptune.build import make_task
     from nlptune.config import validate
-    from nlptune.registry import TASKS
 
     try:
-        config = validate({**record.config, "output_dir": str(record.folder)})
-        cls = TASKS.get(config.task.type)
-        data = config.data.model_dump()
-        fields = {k: v for k, v in config.task.model_dump().items() if k != "type"}
-        task = cls(
-            max_length=config.backbone.max_length,
-            **fields,
-            **{arg: data[key] for key, arg in cls.DATA_ARGS.items()},
-        )
+        task = make_task(validate({**record.config, "output_dir": str(record.folder)}))
         task.load_state(record.labels)
     except Exception:  # noqa: BLE001 (the report goes on without it)
         return None

@@ -182,6 +182,19 @@ def _read_yaml(path: Path) -> Any:
     return read_yaml(path)
 
 
+def changes_from_saved(folder: Path, run: RunConfig) -> list[str]:
+    """How ``run`` differs from the config the run in ``folder`` saved (that config resolved as
+    today's code would, keys as :func:`changed_keys` names them)."""
+    import contextlib
+
+    from nlptune import artefact
+
+    saved = artefact.read_config(folder)
+    with contextlib.suppress(ConfigError):
+        saved = validate({**saved, "output_dir": run.output_dir}).to_dict()
+    return changed_keys(saved, run.to_dict())
+
+
 def changed_keys(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``key: old -> new`` for every resolved config key that differs, except SAFE_KEYS."""
     out = []

@@ -28,9 +28,8 @@ from typing import Any
 from nlptune import artefact, stages
 from nlptune.config import (
     RunConfig,
-    apply_override,
     deep_copy,
-    read_yaml,
+    read_raw,
     section_class,
     validate,
 )
@@ -48,22 +47,10 @@ def base_config(
     Raises:
         ConfigError: a missing or invalid config, or a bad override.
     """
-    name = "<dict>"
-    if isinstance(config, RunConfig):
-        raw = config.to_dict()
-    elif isinstance(config, Mapping):
-        raw = deep_copy(config)
-    else:
-        path = Path(config)
-        name = str(path)
-        raw = read_yaml(path)
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        if "stages" in raw:
-            raise ConfigError(f"{path} is a stages file; give one run's config")
-        raw.setdefault("output_dir", f"runs/{path.stem}")
-    for item in overrides:
-        apply_override(raw, item)
+    source = config.to_dict() if isinstance(config, RunConfig) else config
+    raw, name = read_raw(source, overrides)
+    if "stages" in raw:
+        raise ConfigError(f"{name} is a stages file; give one run's config")
     return raw, validate(raw, name)
 
 
@@ -158,10 +145,7 @@ def run_state(folder: Path, run: RunConfig) -> str:
     if not artefact.is_run(folder):
         return "new"
     if (folder / "config.yaml").is_file():
-        saved = artefact.read_config(folder)
-        with contextlib.suppress(ConfigError):  # resolved as today's code would
-            saved = validate({**saved, "output_dir": run.output_dir}).to_dict()
-        changes = stages.changed_keys(saved, run.to_dict())
+        changes = stages.changes_from_saved(folder, run)
         if changes:
             raise ConfigError(
                 f"{folder} holds a run of another config ({'; '.join(changes[:4])}); nlptune "
@@ -213,22 +197,25 @@ def task_of(run: RunConfig, labels: Mapping[str, Any] | None = None) -> Any:
     """The run's task as :mod:`nlptune.build` makes it (no model), with the state of a
     finished run (``labels``: its ``labels.json``), else fitted on the training data: what its
     ``main_metric`` and ``greater_is_better`` need."""
-    from nlptune.registry import TASKS
+    from nlptune.build import make_task
 
-    cls = TASKS.get(run.task.type)
-    data = run.data.model_dump()
-    fields = {k: v for k, v in run.task.model_dump().items() if k != "type"}
-    task = cls(
-        max_length=run.backbone.max_length,
-        **fields,
-        **{arg: data[key] for key, arg in cls.DATA_ARGS.items()},
-    )
+    task = make_task(run)
     if labels is not None:
         task.load_state(dict(labels))
     else:
         assert run.data.train is not None  # validated
         task.fit(task.read(run.data.train))
     return task
+
+
+def whole_number(text: str) -> int:
+    """An argparse type: ``--seeds``, ``--trials`` (a range check is the command's)."""
+    import argparse
+
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -229,20 +229,15 @@ def add_parser(sub: Any) -> None:
         help="a YAML run config, then dotted key=value overrides",
     )
     parser.add_argument("--space", required=True, help="YAML: config key -> distribution")
-    parser.add_argument("--trials", type=_whole, required=True, help="finished trials wanted")
+    parser.add_argument(
+        "--trials", type=sweep.whole_number, required=True, help="finished trials wanted"
+    )
     parser.add_argument(
         "-o", "--output", help="output folder (default: the config's output_dir + -tune)"
     )
     parser.add_argument(
         "--pruner", default="median", choices=["median", "none"], help="median (default)"
     )
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def main(args: argparse.Namespace) -> int:

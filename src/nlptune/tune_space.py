@@ -68,6 +68,8 @@ class Param:
 def read_space(path: str | Path) -> list[Param]:
     """The space file's entries, each checked for form (not yet against the config)."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--space {path}: file not found")
     data = read_yaml(path)
     if not isinstance(data, dict) or not data:
         raise ConfigError(f"{path}: a space file maps config keys to distributions, {EXAMPLE}")

@@ -139,7 +139,7 @@ def test_compare_refuses_bad_files_and_folders(
         ([str(tmp_path / "nope.yaml")], "config file not found"),
         ([str(config), "-o", str(tmp_path / "file")], "is a file"),
         ([str(config), "-o", str(busy)], "holds files that are not an nlptune compare (notes"),
-        ([str(config), "--sweep", str(tmp_path / "none.yaml")], "not found"),
+        ([str(config), "--sweep", str(tmp_path / "none.yaml")], "none.yaml: file not found"),
         ([str(config), "trainer.lr"], "'trainer.lr' is not a key=value override"),
     ):
         assert cli.main(["compare", *args]) == 2

@@ -18,7 +18,7 @@ from nlptune.config import load_config
 from nlptune.errors import ConfigError
 from nlptune.strategies.gradual import ULMFIT_DECAY
 
-from ..conftest import static_config, tiny_config, translate_config
+from ..conftest import static_config, stopped_then_resumed, tiny_config, translate_config
 
 
 def _config(model: Path, out: Path, **strategy: Any) -> dict[str, Any]:
@@ -92,16 +92,7 @@ def test_resume_in_the_middle_of_the_schedule_is_exact(
 
     whole = nlptune.train(config(tmp_path / "whole"))
 
-    class Stop(Exception):
-        pass
-
-    def stop_early(state: Any) -> None:
-        if state.step == stop:
-            raise Stop
-
-    with pytest.raises(Stop):
-        nlptune.train(config(tmp_path / "cut"), callbacks=[stop_early])
-    resumed = nlptune.train(config(tmp_path / "cut"), resume=True)
+    resumed = stopped_then_resumed(config(tmp_path / "cut"), stop)
     a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -24,6 +24,7 @@ from ..conftest import (
     FIXTURES,
     VECTOR_DIM,
     static_config,
+    stopped_then_resumed,
     vector_table,
     write_fasttext_bin,
     write_vectors,
@@ -412,16 +413,7 @@ def test_resume_equals_uninterrupted_run(glove_file: Path, tmp_path: Path) -> No
 
     whole = nlptune.train(config(tmp_path / "whole"))
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_7(state: Any) -> None:
-        if state.step == 7:
-            raise Stop
-
-    with pytest.raises(Stop):
-        nlptune.train(config(tmp_path / "cut"), callbacks=[stop_at_7])
-    resumed = nlptune.train(config(tmp_path / "cut"), resume=True)
+    resumed = stopped_then_resumed(config(tmp_path / "cut"), 7)
     a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -178,7 +178,10 @@ def test_tune_bad_arguments_and_folders(
         ([str(tmp_path / "nope.yaml"), *common, "2"], "config file not found"),
         ([str(config), *common, "0"], "--trials 0: give the number of trials, 1 or more"),
         ([str(config), *common, "-3"], "--trials -3"),
-        ([str(config), "--space", str(tmp_path / "none.yaml"), "--trials", "2"], "not found"),
+        (
+            [str(config), "--space", str(tmp_path / "none.yaml"), "--trials", "2"],
+            "none.yaml: file not found",
+        ),
         ([str(config), *common, "2", "-o", str(tmp_path / "file")], "is a file"),
         ([str(config), *common, "2", "-o", str(busy)], "not an nlptune tune (notes.txt)"),
         ([str(config), *common, "2", "-o", str(tmp_path / "study")], "can't open the study"),

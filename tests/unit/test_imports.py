@@ -23,8 +23,8 @@ FORBIDDEN = {  # unit -> units it must not import
     "strategies": TOP,
 }
 # onnx_runner: loads an exported run's task and tokenizer without the PyTorch weights;
-# report_run: a run's task (its main metric) without loading the model
-MAY_IMPORT_BUILD = {"build", "api", "predict", "cli", "demo", "onnx_runner", "report_run"}
+# report_run and sweep: a run's task (its main metric) without loading the model
+MAY_IMPORT_BUILD = {"build", "api", "predict", "cli", "demo", "onnx_runner", "report_run", "sweep"}
 
 Edge = tuple[str, str, str]  # (from unit, to unit, "file:line: import statement")
 
