@@ -49,6 +49,7 @@ OWN = (
     "tensorboard",
     "checkpoints",
     ".staging",
+    "report",  # nlptune report's default folder: stale once the run trains again
     META,
 )
 
