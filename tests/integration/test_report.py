@@ -265,3 +265,17 @@ def test_page_in_headless_chromium(ner_run: Path, tmp_path: Path) -> None:
         assert colours is None or len(colours) > 100  # text, plots and bars, not a blank page
         top = image.convert("L").crop((0, 0, 1200, 120)).getextrema()
         assert top[0] < 80  # the dark heading is drawn
+
+
+def test_training_again_with_overwrite_clears_the_old_report(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, out, trainer={"max_steps": 2})
+    nlptune.train(config)
+    write_report(out)
+    assert (out / "report" / "index.html").is_file()
+    (out / "notes.txt").write_text("mine")
+    nlptune.train(config, overwrite=True)
+    assert not (out / "report").exists()  # it described the old run
+    assert (out / "notes.txt").read_text() == "mine"
