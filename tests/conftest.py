@@ -453,3 +453,24 @@ def stopped_then_resumed(config: dict[str, Any], step: int) -> Any:
     with pytest.raises(Stop):
         nlptune.train(config, callbacks=[stop])
     return nlptune.train(config, resume=True)
+
+
+def ner_data() -> dict[str, Any]:
+    """``data`` of a NER run on the CoNLL fixtures (IOB2 tags in column 3)."""
+    return {
+        "train": str(FIXTURES / "ner_train.conll"),
+        "dev": str(FIXTURES / "ner_dev.conll"),
+        "tag_column": 3,
+    }
+
+
+def one_error_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run the CLI on ``argv``: exit code 2, no traceback, one ``error:`` line (returned)."""
+    from nlptune import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    return lines[0]

@@ -10,16 +10,7 @@ import yaml
 
 from nlptune import cli
 
-from ..conftest import FIXTURES, tiny_config
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
+from ..conftest import FIXTURES, one_error_line, tiny_config
 
 
 def _config(tmp_path: Path, model: Path, **sections: object) -> str:
@@ -66,7 +57,7 @@ def test_bad_input_gives_one_message(
         overrides.append(f"data.train={tmp_path / 'bad.tsv'}")
     config = _config(tmp_path, tiny_bert)
     for command in (["validate", config, *overrides], ["train", config, *overrides]):
-        line = _run(command, capsys)
+        line = one_error_line(command, capsys)
         assert re.search(message, line), line
     assert not (tmp_path / "out" / "meta.json").exists()
 
@@ -76,7 +67,7 @@ def test_dev_label_never_seen_in_training(
 ) -> None:
     dev = tmp_path / "dev.tsv"
     dev.write_text("sentence\tlabel\ngood film\tpos\nso so\tmeh\n")
-    line = _run(["train", _config(tmp_path, tiny_bert), f"data.dev={dev}"], capsys)
+    line = one_error_line(["train", _config(tmp_path, tiny_bert), f"data.dev={dev}"], capsys)
     assert (
         f"{dev}:3: label 'meh' never occurs in the training data (known labels: neg, pos)" in line
     )
@@ -89,16 +80,16 @@ def test_encoder_decoder_does_not_fit_classification(
 
     t5 = tmp_path / "t5"
     T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, vocab_size=64).save_pretrained(t5)
-    line = _run(["train", _config(tmp_path, tiny_bert), f"backbone.path={t5}"], capsys)
+    line = one_error_line(["train", _config(tmp_path, tiny_bert), f"backbone.path={t5}"], capsys)
     assert "is an encoder-decoder (t5)" in line
 
 
 def test_missing_run_and_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = _run(
+    line = one_error_line(
         ["evaluate", str(tmp_path / "nope"), "--data", str(FIXTURES / "sentiment_dev.tsv")], capsys
     )
     assert "run directory not found" in line
-    line = _run(["predict", str(tmp_path), "--input", str(tmp_path / "none.txt")], capsys)
+    line = one_error_line(["predict", str(tmp_path), "--input", str(tmp_path / "none.txt")], capsys)
     assert "input file not found" in line
 
 
@@ -107,6 +98,6 @@ def test_finished_run_is_not_overwritten(
 ) -> None:
     config = _config(tmp_path, tiny_bert, trainer={"max_steps": 1})
     assert cli.main(["train", config]) == 0
-    line = _run(["train", config], capsys)
+    line = one_error_line(["train", config], capsys)
     assert "already holds a finished run; pass --overwrite" in line
     assert cli.main(["train", config, "--overwrite"]) == 0

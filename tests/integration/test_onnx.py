@@ -20,7 +20,7 @@ import nlptune
 from nlptune import cli
 from nlptune.predict import Predictor
 
-from ..conftest import FIXTURES, static_config, tiny_config, translate_config
+from ..conftest import FIXTURES, ner_data, static_config, tiny_config, translate_config
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -35,11 +35,7 @@ def _ner_config(model: Path, out: Path, **task: Any) -> dict[str, Any]:
         task={"type": "sequence_labelling", **task},
         trainer={"epochs": 4, "lr": 3e-3},
     )
-    config["data"] = {
-        "train": str(FIXTURES / "ner_train.conll"),
-        "dev": str(FIXTURES / "ner_dev.conll"),
-        "tag_column": 3,
-    }
+    config["data"] = ner_data()
     return config
 
 
@@ -184,11 +180,7 @@ def test_static_vectors_with_a_character_lstm_and_a_crf(glove_file: Path, tmp_pa
     config = static_config(glove_file, tmp_path / "run", backbone={"chars": "lstm"})
     config["task"] = {"type": "sequence_labelling", "crf": True}
     config["trainer"].update(epochs=3)
-    config["data"] = {
-        "train": str(FIXTURES / "ner_train.conll"),
-        "dev": str(FIXTURES / "ner_dev.conll"),
-        "tag_column": 3,
-    }
+    config["data"] = ner_data()
     run = nlptune.train(config).output_dir
     check = onnx_export.export(run, tmp_path / "onnx")["check"]
     assert check["same_outputs"] == 1.0 and check["max_abs_diff"] < 1e-3, check

@@ -20,7 +20,7 @@ import nlptune
 from nlptune import cli
 from nlptune.report import write_report
 
-from ..conftest import FIXTURES, tiny_config
+from ..conftest import FIXTURES, ner_data, one_error_line, tiny_config
 
 pytest.importorskip("matplotlib")
 CURVES = ("loss.png", "lr.png", "dev_metric.png")
@@ -40,11 +40,7 @@ def ner_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = tiny_config(
         tiny_bert, out, task={"type": "sequence_labelling"}, trainer={"epochs": 4, "lr": 3e-3}
     )
-    config["data"] = {
-        "train": str(FIXTURES / "ner_train.conll"),
-        "dev": str(FIXTURES / "ner_dev.conll"),
-        "tag_column": 3,
-    }
+    config["data"] = ner_data()
     nlptune.train(config)
     return out
 
@@ -114,41 +110,32 @@ def _copy(run: Path, tmp_path: Path, name: str = "run") -> Path:
     return copy
 
 
-def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 def test_bad_input_is_one_error_line(
     cls_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert "not found" in _error(["report", str(tmp_path / "nope")], capsys)
+    assert "not found" in one_error_line(["report", str(tmp_path / "nope")], capsys)
     (plain := tmp_path / "plain").mkdir()
     (plain / "data.txt").write_text("x")
-    assert "not an nlptune run" in _error(["report", str(plain)], capsys)
+    assert "not an nlptune run" in one_error_line(["report", str(plain)], capsys)
     unfinished = _copy(cls_run, tmp_path, "unfinished")
     (unfinished / "meta.json").unlink()
     (unfinished / "metrics.json").unlink()
-    assert "not a finished run" in _error(["report", str(unfinished)], capsys)
+    assert "not a finished run" in one_error_line(["report", str(unfinished)], capsys)
     (a_file := tmp_path / "taken.html").write_text("x")
-    assert "is a file" in _error(["report", str(cls_run), "-o", str(a_file)], capsys)
+    assert "is a file" in one_error_line(["report", str(cls_run), "-o", str(a_file)], capsys)
     assert a_file.read_text() == "x"
-    assert "not an nlptune report (data.txt)" in _error(
+    assert "not an nlptune report (data.txt)" in one_error_line(
         ["report", str(cls_run), "-o", str(plain)], capsys
     )
     assert sorted(p.name for p in plain.iterdir()) == ["data.txt"]
     missing = tmp_path / "missing.tsv"
-    assert "--data" in _error(["report", str(cls_run), "--data", str(missing)], capsys)
+    assert "--data" in one_error_line(["report", str(cls_run), "--data", str(missing)], capsys)
     (unseen := tmp_path / "unseen.tsv").write_text("sentence\tlabel\na fine film\tmeh\n")
-    line = _error(["report", str(cls_run), "--data", str(unseen)], capsys)
+    line = one_error_line(["report", str(cls_run), "--data", str(unseen)], capsys)
     assert "unseen.tsv:2: label 'meh' never occurs in the training data" in line
     damaged = _copy(cls_run, tmp_path, "damaged")
     (damaged / "metrics.json").write_text("{not json")
-    assert "metrics.json" in _error(["report", str(damaged)], capsys)
+    assert "metrics.json" in one_error_line(["report", str(damaged)], capsys)
 
 
 def test_without_matplotlib_one_error_line(
@@ -158,7 +145,7 @@ def test_without_matplotlib_one_error_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    line = _error(["report", str(cls_run), "-o", str(tmp_path / "out")], capsys)
+    line = one_error_line(["report", str(cls_run), "-o", str(tmp_path / "out")], capsys)
     assert "pip install 'nlptune[report]'" in line
     assert not (tmp_path / "out").exists()
 

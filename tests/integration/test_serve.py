@@ -27,7 +27,7 @@ import pytest
 import nlptune
 from nlptune import cli
 
-from ..conftest import FIXTURES, REPO, tiny_config, translate_config
+from ..conftest import FIXTURES, REPO, ner_data, tiny_config, translate_config
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -65,11 +65,7 @@ def ner_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = tiny_config(
         tiny_bert, out, task={"type": "sequence_labelling"}, trainer={"epochs": 6, "lr": 3e-3}
     )
-    config["data"] = {
-        "train": str(FIXTURES / "ner_train.conll"),
-        "dev": str(FIXTURES / "ner_dev.conll"),
-        "tag_column": 3,
-    }
+    config["data"] = ner_data()
     with _env(tmp_path_factory):
         nlptune.train(config)
     return out
