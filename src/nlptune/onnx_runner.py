@@ -32,9 +32,6 @@ class CrfModel:
     def __init__(self, graph: OnnxModel, crf: Any) -> None:
         self.graph, self.crf = graph, crf
 
-    def eval(self) -> CrfModel:
-        return self
-
     def __call__(self, **batch: Any) -> dict[str, Any]:
         from nlptune.heads.token import crf_scores
 

@@ -182,9 +182,6 @@ class OnnxSeq2Seq:
         self.config = GenerationConfig.from_pretrained(folder)
         self.encoder = self  # the task calls model.encoder.generate
 
-    def eval(self) -> OnnxSeq2Seq:
-        return self
-
     def generate(
         self, batch: Mapping[str, torch.Tensor], settings: Mapping[str, Any]
     ) -> torch.Tensor:

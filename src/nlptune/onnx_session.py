@@ -20,9 +20,6 @@ class OnnxModel:
         self.inputs = {i.name: _dtype(i.type) for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def eval(self) -> OnnxModel:
-        return self
-
     def __call__(self, **batch: Any) -> dict[str, Any]:
         import torch
 
