@@ -211,6 +211,28 @@ class TrainerConfig(Section):
     keep_checkpoints: bool = Field(
         False, description="keep checkpoints/ (resume state, best weights) after a finished run"
     )
+    prefetch: int = Field(
+        2,
+        ge=0,
+        description="training batches built ahead on a background thread while the model "
+        "steps (0: built on the training thread)",
+    )
+    pad_to_multiple_of: int | None = Field(
+        None,
+        ge=1,
+        description="pad every batch's length up to a multiple of N (few distinct shapes, for "
+        "trainer.compile; null: to the batch's longest item)",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (pays off on a GPU with trainer.pad_to_multiple_of; "
+        "see bench/README.md)",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute each transformer layer's activations in the backward pass: "
+        "far less memory for long inputs (extractive QA), about a third more time",
+    )
 
     @model_validator(mode="after")
     def _one_warmup(self) -> TrainerConfig:

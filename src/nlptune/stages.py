@@ -28,6 +28,7 @@ SAFE_KEYS = {
     "trainer.log_every",
     "trainer.save_every",
     "trainer.keep_checkpoints",
+    "trainer.prefetch",
     "trainer.eval_batch_size",
     "data.cache_dir",
 }
