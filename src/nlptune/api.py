@@ -158,6 +158,7 @@ def _train(
         "stopped_early": state.stopped_early,
         "train_seconds": round(state.train_seconds, 2),
         "train_examples_per_s": round(state.examples / max(state.train_seconds, 1e-9), 2),
+        "train_tokens_per_s": round(state.tokens / max(state.train_seconds, 1e-9), 1),
     }
     for split in ("dev", "test"):
         if split in splits:
@@ -172,7 +173,7 @@ def _train(
     # the whole run: featurizing, training, evaluating, and the processes before a resume
     metrics["wall_seconds"] = round(state.wall_seconds + time.perf_counter() - started, 2)
     metrics["parameters"] = parameter_counts(model)
-    metrics.update(peak_memory())
+    metrics.update(summed_peak_memory(accelerator))
     if accelerator.is_main_process:
         labels = p.task.state()
         meta = artefact.run_meta(run.seed, {s: d.path for s, d in splits.items()})
@@ -201,16 +202,21 @@ def parameter_counts(model: Any) -> dict[str, int]:
     }
 
 
-def peak_memory() -> dict[str, float]:
-    """This process's peak resident memory in MB (``peak_rss_mb``) and, on a GPU, the peak
-    memory torch allocated there (``peak_gpu_mb``)."""
-    import resource
-
+def summed_peak_memory(accelerator: Any) -> dict[str, Any]:
+    """The run's peak memory in MB, every process's peak summed: resident memory
+    (``peak_rss_mb``) and, on GPUs, what torch allocated there (``peak_gpu_mb``); with several
+    processes also each one's (``peak_rss_mb_per_process``)."""
     import torch
 
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if torch.cuda.is_available():
-        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    from nlptune.training.runtime import peak_memory
+
+    mine = peak_memory()
+    if accelerator.num_processes == 1:
+        return mine
+    every = accelerator.gather(torch.tensor([list(mine.values())], device=accelerator.device))
+    rows = every.reshape(accelerator.num_processes, len(mine)).tolist()
+    out: dict[str, Any] = {k: round(sum(r[i] for r in rows), 1) for i, k in enumerate(mine)}
+    out["peak_rss_mb_per_process"] = [round(r[0], 1) for r in rows]
     return out
 
 

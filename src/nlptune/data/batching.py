@@ -45,9 +45,14 @@ PAD = {"labels": -100}  # -100: not scored by the losses
 
 
 def collate(
-    features: Features, indices: Sequence[int], pad_id: int, values: bool = True
+    features: Features,
+    indices: Sequence[int],
+    pad_id: int,
+    values: bool = True,
+    multiple: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Pad every sequence column of the items ``indices`` to its own longest item
+    """Pad every sequence column of the items ``indices`` to its own longest item, rounded up
+    to a multiple of ``multiple`` when given (few distinct shapes, for compiled models)
     (``values=False`` leaves out per-item values such as labels, for inference).
 
     Returns:
@@ -58,6 +63,8 @@ def collate(
     batch: dict[str, torch.Tensor] = {}
     for name, column in features.sequences.items():
         width = max((len(column[i]) for i in indices), default=0)
+        if multiple:
+            width = -(-width // multiple) * multiple
         pad = pad_id if name == "input_ids" else PAD.get(name, 0)
         out = np.full((len(indices), width), pad, dtype=np.int64)
         for row, i in enumerate(indices):

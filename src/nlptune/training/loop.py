@@ -9,6 +9,7 @@ optimizer, schedule and loop state, so a resumed run equals an uninterrupted one
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -39,6 +40,8 @@ from nlptune.training.optim import (
     warmup_steps,
 )
 from nlptune.training.plan import Plan, enable
+from nlptune.training.prefetch import Prefetch
+from nlptune.training.runtime import peak_memory
 
 logger = logging.getLogger("nlptune")
 
@@ -51,6 +54,7 @@ class LoopState:
     epoch: int = 0
     batch_in_epoch: int = 0
     examples: int = 0
+    tokens: int = 0  # non-padding input tokens of the examples trained on
     best_metric: float | None = None
     best_step: int = -1
     best_metrics: dict[str, float] = field(default_factory=dict)
@@ -174,6 +178,8 @@ def fit(job: Job) -> LoopState:
         stage, count = _stage(job)
         logger.info("step %d: %s (%s parameters train)", state.step, stage, f"{count:,}")
     wrapped, optimizer = acc.prepare(model, optimizer)
+    if t.compile:
+        wrapped = compiled(wrapped)
     log = RunLog(
         job.folder,
         main=acc.is_main_process,
@@ -199,6 +205,18 @@ def fit(job: Job) -> LoopState:
                 "again with --overwrite"
             ) from None
     return state
+
+
+def compiled(model: Any) -> Any:
+    """``torch.compile`` of the training forward (``trainer.compile``); evaluation and saving
+    use the plain module, so checkpoints keep their parameter names."""
+    try:
+        return torch.compile(model)
+    except RuntimeError as err:  # e.g. a Python version torch.compile does not support yet
+        raise NlptuneError(
+            f"trainer.compile: torch.compile is not available here ({err}); set "
+            "trainer.compile: false"
+        ) from None
 
 
 def _resume(job: Job, optimizer: Any, scheduler: Any, last: Path, best: Path) -> LoopState:
@@ -268,75 +286,88 @@ def _run(
         batches = [b for b in batches if len(b) >= acc.num_processes * t.grad_accum]
         if not batches:  # never loop without stepping
             raise RuntimeError(f"epoch {state.epoch} makes no optimizer step ({per_epoch} planned)")
-        for indices in batches[state.batch_in_epoch :]:
-            if _replan(job, state):
-                if acc.num_processes > 1:
-                    wrapped = acc.prepare_model(job.model)  # DDP must see the new trainable set
-                stage, count = _stage(job)
-                log.write(f"step {state.step}: {stage} ({count:,} parameters train)")
-                log.event("plan", state.step, {"stage": stage, "trainable": count})
-            started = time.perf_counter()
-            loss, head_losses = _step(job, wrapped, optimizer, scheduler, indices, state.epoch)
-            state.step += 1
-            diverged.masked_fill_((diverged == 0) & ~torch.isfinite(loss), state.step)
-            state.batch_in_epoch += 1
-            state.examples += len(indices)
-            epoch_end = state.batch_in_epoch == len(batches)
-            if epoch_end:
-                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            logged = state.step % t.log_every == 0 or state.step == total
-            if logged or epoch_end:
-                _sync(acc.device)  # queued device work belongs to training time
-            state.train_seconds += time.perf_counter() - started
-            if logged:  # the loss is read (a device sync) only here, not after every step
-                _check_finite(job, diverged, state.step)
-                rate = state.examples / max(state.train_seconds, 1e-9)
-                # each process holds its share of the global mean: sum the shares (every process
-                # logs at the same steps, so all take part)
-                names = sorted(head_losses)
-                shares = torch.stack([loss, *(head_losses[k] for k in names)]).float()
-                if acc.num_processes > 1:
-                    shares = acc.reduce(shares, reduction="sum")
-                lr, value = scheduler.get_last_lr()[-1], float(shares[0])
-                parts = {
-                    f"loss_{k[: -len('.loss')]}": float(v)
-                    for k, v in zip(names, shares[1:], strict=True)
-                }
-                log.step(state.step, loss=value, lr=lr, ex_s=rate)
-                log.event(
-                    "train",
-                    state.step,
-                    {
-                        "loss": value,
-                        **parts,
-                        "lr": lr,
-                        "examples_per_s": rate,
-                        "epoch": state.epoch + state.batch_in_epoch / per_epoch,
-                    },
-                )
-            else:
-                log.step(state.step)
-            done = state.step >= total
-            if job.dev is not None and (
-                (t.eval_every and state.step % t.eval_every == 0)
-                or (not t.eval_every and epoch_end)
-                or done
-            ):
-                trained_for = state.train_seconds - trained_at
-                _check_finite(job, diverged, state.step)
+        build = functools.partial(_build_step, job, epoch=state.epoch)
+        with Prefetch(build, batches[state.batch_in_epoch :], t.prefetch) as ahead:
+            for indices, built, waited in _timed(iter(ahead)):
+                if _replan(job, state):
+                    if acc.num_processes > 1:
+                        wrapped = acc.prepare_model(job.model)  # DDP must see the new trainable set
+                    stage, count = _stage(job)
+                    log.write(f"step {state.step}: {stage} ({count:,} parameters train)")
+                    log.event("plan", state.step, {"stage": stage, "trainable": count})
                 started = time.perf_counter()
-                _evaluate(job, state, log, best)
-                _warn_slow_eval(log, time.perf_counter() - started, trained_for, t, warned)
-                evaluated_at, trained_at = state.step, state.train_seconds
-            if (t.save_every and state.step % t.save_every == 0) or (
-                not t.save_every and evaluated_at == state.step and not done
-            ):
-                _check_finite(job, diverged, state.step)  # never a checkpoint of a diverged run
-                _checkpoint(job, optimizer, scheduler, state, last)
-            for callback in job.callbacks:
-                callback(state)
-            if done or state.stopped_early:
-                break
+                loss, head_losses = _step(job, wrapped, optimizer, scheduler, built)
+                state.step += 1
+                diverged.masked_fill_((diverged == 0) & ~torch.isfinite(loss), state.step)
+                state.batch_in_epoch += 1
+                state.examples += len(indices)
+                state.tokens += int(job.train.lengths[indices].sum())
+                epoch_end = state.batch_in_epoch == len(batches)
+                if epoch_end:
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                logged = state.step % t.log_every == 0 or state.step == total
+                if logged or epoch_end:
+                    _sync(acc.device)  # queued device work belongs to training time
+                state.train_seconds += waited + time.perf_counter() - started
+                if logged:  # the loss is read (a device sync) only here, not after every step
+                    _check_finite(job, diverged, state.step)
+                    seconds = max(state.train_seconds, 1e-9)
+                    rate, tokens = state.examples / seconds, state.tokens / seconds
+                    # each process holds its share of the global mean: sum the shares (every process
+                    # logs at the same steps, so all take part), and the processes' peak memory
+                    names = sorted(head_losses)
+                    memory = peak_memory()
+                    shares = torch.cat(
+                        [
+                            torch.stack([loss, *(head_losses[k] for k in names)]).float(),
+                            torch.tensor(list(memory.values()), device=loss.device),
+                        ]
+                    )
+                    if acc.num_processes > 1:
+                        shares = acc.reduce(shares, reduction="sum")
+                    lr, value = scheduler.get_last_lr()[-1], float(shares[0])
+                    parts = {
+                        f"loss_{k[: -len('.loss')]}": float(v)
+                        for k, v in zip(names, shares[1 : 1 + len(names)], strict=True)
+                    }
+                    peaks = zip(memory, shares[1 + len(names) :].tolist(), strict=True)
+                    log.step(state.step, loss=value, lr=lr, ex_s=rate)
+                    log.event(
+                        "train",
+                        state.step,
+                        {
+                            "loss": value,
+                            **parts,
+                            "lr": lr,
+                            "examples_per_s": rate,
+                            "tokens_per_s": tokens,
+                            **{k: round(v, 1) for k, v in peaks},
+                            "epoch": state.epoch + state.batch_in_epoch / per_epoch,
+                        },
+                    )
+                else:
+                    log.step(state.step)
+                done = state.step >= total
+                if job.dev is not None and (
+                    (t.eval_every and state.step % t.eval_every == 0)
+                    or (not t.eval_every and epoch_end)
+                    or done
+                ):
+                    trained_for = state.train_seconds - trained_at
+                    _check_finite(job, diverged, state.step)
+                    started = time.perf_counter()
+                    _evaluate(job, state, log, best)
+                    _warn_slow_eval(log, time.perf_counter() - started, trained_for, t, warned)
+                    evaluated_at, trained_at = state.step, state.train_seconds
+                if (t.save_every and state.step % t.save_every == 0) or (
+                    not t.save_every and evaluated_at == state.step and not done
+                ):
+                    _check_finite(job, diverged, state.step)  # never a checkpoint of a diverged run
+                    _checkpoint(job, optimizer, scheduler, state, last)
+                for callback in job.callbacks:
+                    callback(state)
+                if done or state.stopped_early:
+                    break
 
 
 def _check_finite(job: Job, diverged: torch.Tensor, step: int) -> None:
@@ -383,24 +414,58 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _step(
-    job: Job, wrapped: Any, optimizer: Any, scheduler: Any, indices: list[int], epoch: int
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One optimizer step over the global batch ``indices``; returns this process's share of
-    the loss (a 0-d tensor, left on the device) and, with several heads, of each head's loss."""
+def _timed(steps: Iterator[tuple[list[int], Built]]) -> Iterator[tuple[list[int], Built, float]]:
+    """The prefetched steps with the seconds the loop waited for each (training time too)."""
+    while True:
+        started = time.perf_counter()
+        try:
+            indices, built = next(steps)
+        except StopIteration:
+            return
+        yield indices, built, time.perf_counter() - started
+
+
+@dataclass
+class Built:
+    """One optimizer step's input, built ahead (:func:`_build_step`): this process's
+    micro-batches on the CPU (pinned on a GPU) and the weight of each one's loss."""
+
+    batches: list[dict[str, torch.Tensor]]
+    parts: list[list[int]]
+    items: int  # of the global batch, all processes
+
+
+def _build_step(job: Job, indices: list[int], epoch: int) -> Built:
+    """Cut the global batch ``indices`` into micro-batches and this process's share of each,
+    and collate them (on the prefetch thread: host work only, no collectives)."""
     acc, t = job.accelerator, job.trainer
-    wrapped.train()
     micro = np.array_split(np.asarray(indices), t.grad_accum)
     world, rank = acc.num_processes, acc.process_index
+    parts = [np.array_split(chunk, world)[rank].tolist() for chunk in micro]
+    batches = [_batch(job, part, torch.device("cpu"), epoch=epoch) for part in parts]
+    if acc.device.type == "cuda":  # page-locked: the copies to the GPU run asynchronously
+        batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
+    return Built(batches, parts, len(indices))
+
+
+def _step(
+    job: Job, wrapped: Any, optimizer: Any, scheduler: Any, built: Built
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimizer step over a global batch (built by :func:`_build_step`); returns this
+    process's share of the loss (a 0-d tensor, left on the device) and, with several heads, of
+    each head's loss."""
+    acc, t = job.accelerator, job.trainer
+    wrapped.train()
+    world = acc.num_processes
     total = torch.zeros((), device=acc.device)
     heads: dict[str, torch.Tensor] = {}
-    parts = [np.array_split(chunk, world)[rank].tolist() for chunk in micro]
-    cpu = torch.device("cpu")  # counted (loss_terms) before they move: no device syncs
-    batches = [_batch(job, part, cpu, epoch=epoch) for part in parts]
-    shares = _shares(job, parts, batches, len(indices))
-    for j, (batch, share) in enumerate(zip(batches, shares, strict=True)):
-        batch = {k: v.to(acc.device) for k, v in batch.items()}
-        sync = nullcontext() if j == len(micro) - 1 else acc.no_sync(wrapped)
+    # counted (loss_terms) on the CPU batches, before they move: no device syncs
+    shares = _shares(job, built.parts, built.batches, built.items)
+    blocking = acc.device.type != "cuda"
+    last = len(built.batches) - 1
+    for j, (batch, share) in enumerate(zip(built.batches, shares, strict=True)):
+        batch = {k: v.to(acc.device, non_blocking=not blocking) for k, v in batch.items()}
+        sync = nullcontext() if j == last else acc.no_sync(wrapped)
         with sync:
             with acc.autocast():
                 out = wrapped(**batch)
@@ -441,7 +506,14 @@ def _batch(
 ) -> dict[str, Any]:
     features = job.train if split == "train" else job.dev
     assert features is not None
-    batch: dict[str, Any] = collate(features, indices, job.pad_id, values=split == "train")
+    batch: dict[str, Any] = collate(
+        features,
+        indices,
+        job.pad_id,
+        values=split == "train",
+        # cached frozen states are as wide as the longest item: no extra padding then
+        multiple=job.trainer.pad_to_multiple_of if job.cache is None else None,
+    )
     if split == "train" and job.prepare_batch is not None:
         job.prepare_batch(batch, epoch)
     return {k: v.to(device) for k, v in batch.items()}

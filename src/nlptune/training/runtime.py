@@ -60,3 +60,14 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
         return nullcontext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def peak_memory() -> dict[str, float]:
+    """This process's peak resident memory in MB (``peak_rss_mb``) and, on a GPU, the peak
+    memory torch allocated there (``peak_gpu_mb``)."""
+    import resource
+
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
