@@ -2,8 +2,9 @@
 
 A tiny BERT (2 layers, hidden 64, 2 heads, MiniLM's WordPiece vocabulary) trains on SST-2
 sentences, batch 32, max_length 128, fp32 on CPU, one thread. Its forward and backward take a
-few milliseconds (the word-embedding matrix is frozen in all three), so steps/s mostly measures what runs around the model: building batches,
-wrappers, logging, progress, the optimizer call. Three ways:
+few milliseconds (the word-embedding matrix is frozen in all three), so steps/s mostly measures
+what runs around the model: building batches, wrappers, logging, progress, the optimizer call.
+Three ways:
 
   bare     the floor: a bare accelerate loop over batches built before timing starts (the same
            length-grouped batches nlptune draws), ``accelerator.prepare``, forward, backward,
@@ -338,8 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     ratios = {}
     if "bare" in rate and "nlptune" in rate:
         ratios["bare_over_nlptune"] = round(rate["bare"] / rate["nlptune"], 3)
-        print(f"\nnlptune is {ratios['bare_over_nlptune']:.2f}x slower than the bare loop "
-              "(target <= 1.2x)")
+        print(
+            f"\nnlptune is {ratios['bare_over_nlptune']:.2f}x slower than the bare loop "
+            "(target <= 1.2x)"
+        )
     if "trainer" in rate and "nlptune" in rate:
         ratios["nlptune_over_trainer"] = round(rate["nlptune"] / rate["trainer"], 3)
         print(f"nlptune is {ratios['nlptune_over_trainer']:.2f}x the Trainer (target >= 1.5x)")
