@@ -35,8 +35,15 @@ class SpanHead(nn.Module):
         if starts is not None and ends is not None:
             ignored = start.shape[1]
             loss = nn.functional.cross_entropy
+            s, e = start.float(), end.float()
+            mask = batch.get("attention_mask")
+            if mask is not None:  # padding is never an answer: a window's loss does not
+                # depend on how wide its batch is padded (N processes = 1 process)
+                pad = mask[:, : s.shape[1]] == 0
+                low = torch.finfo(torch.float32).min
+                s, e = s.masked_fill(pad, low), e.masked_fill(pad, low)
             out["loss"] = (
-                loss(start.float(), starts.clamp(0, ignored), ignore_index=ignored)
-                + loss(end.float(), ends.clamp(0, ignored), ignore_index=ignored)
+                loss(s, starts.clamp(0, ignored), ignore_index=ignored)
+                + loss(e, ends.clamp(0, ignored), ignore_index=ignored)
             ) / 2
         return out
