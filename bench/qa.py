@@ -13,6 +13,16 @@ Variants (each in its own subprocess, so peak memory is per variant):
     HF_HUB_OFFLINE=1 python bench/qa.py --variants v1,v2 --epochs 1
     HF_HUB_OFFLINE=1 python bench/qa.py --variants trainer,v1same --train-size 2000 --epochs 1
 
+Memory and the frozen-QA cache (see bench/README.md, "QA memory and the frozen-QA cache"):
+
+    HF_HUB_OFFLINE=1 python bench/qa.py --variants v1 --train-size 200 --dev-size 50 \
+        --max-steps 3 --pad-to 384 [--gradient-checkpointing]
+    HF_HUB_OFFLINE=1 python bench/qa.py --variants v1 --strategy frozen [--no-frozen-cache] \
+        --train-size 100 --dev-size 50 --epochs 2
+
+Each variant reports ``peak_rss_mb`` (the worker process's peak resident memory) and, for nlptune
+variants, ``step_seconds`` (the median seconds of an optimizer step, per epoch).
+
 Writes a table and JSON (``--out``, default bench/results/qa.json).
 """
 
@@ -23,10 +33,12 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +81,56 @@ def run_nlptune(spec: dict[str, Any]) -> dict[str, Any]:
         f"trainer.batch_size={BATCH}",
         "trainer.progress=false",
         f"seed={spec['seed']}",
+        f"strategy.type={spec.get('strategy', 'full')}",
     ]
+    if spec.get("strategy") == "frozen":
+        overrides.append(f"strategy.cache={str(spec.get('frozen_cache', True)).lower()}")
+    if spec.get("max_steps"):
+        overrides.append(f"trainer.max_steps={spec['max_steps']}")
+    if spec.get("train_size") or spec.get("max_steps"):  # a subset: exactly what was asked
+        overrides.append("trainer.min_steps=0")
+    if spec.get("pad_to"):
+        overrides.append(f"trainer.pad_to_multiple_of={spec['pad_to']}")
+    if spec.get("gradient_checkpointing"):
+        overrides.append("trainer.gradient_checkpointing=true")
+    if spec.get("threads"):
+        overrides.append(f"trainer.num_threads={spec['threads']}")
     if spec["model"]:
         overrides.append(f"backbone.path={spec['model']}")
-    metrics = nlptune.train(REPO / CONFIGS[version], overrides, overwrite=True).metrics
+    ticks: list[tuple[float, int]] = []  # (time, epoch) at the end of every optimizer step
+
+    def tick(state: Any) -> None:
+        ticks.append((time.perf_counter(), int(state.epoch)))
+
+    started = time.perf_counter()
+    result = nlptune.train(REPO / CONFIGS[version], overrides, overwrite=True, callbacks=[tick])
+    metrics = result.metrics
+    steps: dict[int, list[float]] = {}  # epoch -> step durations (a run's first step has none)
+    for (t0, _), (t1, epoch) in zip(ticks, ticks[1:], strict=False):
+        steps.setdefault(epoch, []).append(t1 - t0)
+    first = ticks[0][1] if ticks else 0
+    # the end of each epoch: the first step the loop reports with the next epoch's number
+    ends = {e: next(t for t, x in ticks if x == e) for e in sorted({x for _, x in ticks})[1:]}
+    marks = [started, *ends.values()]
     return {
         "train_seconds": metrics["train_seconds"],
         "dev": metrics["dev"],
         "train_features_per_s": metrics["train_examples_per_s"],
         "threshold": json.loads((Path(spec["work"]) / "run" / "labels.json").read_text()),
+        "peak_rss_mb": metrics.get("peak_rss_mb"),
+        "steps": metrics["steps"],
+        # seconds from the start of the run to the end of its first optimizer step (reading,
+        # tokenizing, loading, a frozen cache's states, and one step)
+        "first_step_at_s": round(ticks[0][0] - started, 1) if ticks else None,
+        # median seconds of an optimizer step, by the epoch the loop reports at its end (the
+        # run's first step has no duration; the median leaves out the one that holds an
+        # evaluation)
+        # seconds of each epoch, with one dev evaluation; the first from the start of the run
+        # (reading, tokenizing, loading the model, a frozen cache's states)
+        "epoch_seconds": {str(k + 1): round(b - a, 1) for k, (a, b) in enumerate(pairwise(marks))},
+        "step_seconds": {
+            str(e + 1 - first): round(statistics.median(v), 3) for e, v in steps.items()
+        },
     }
 
 
@@ -126,6 +179,7 @@ def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
     args = TrainingArguments(
         output_dir=f"{spec['work']}/trainer",
         num_train_epochs=spec["epochs"],
+        max_steps=spec.get("max_steps") or -1,
         per_device_train_batch_size=BATCH,
         per_device_eval_batch_size=2 * BATCH,
         learning_rate=LR,
@@ -170,6 +224,7 @@ def worker(spec_path: Path) -> None:
     result = run_trainer(spec) if spec["variant"] == "trainer" else run_nlptune(spec)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result.setdefault("peak_rss_mb", result["peak_rss_mib"])
     spec_path.with_suffix(".out.json").write_text(json.dumps(result))
 
 
@@ -181,8 +236,31 @@ def main() -> None:
         "--train-size",
         type=int,
         default=None,
-        help="questions in the trainer/v1same training subset (default: all)",
+        help="questions in the training subset, whole paragraphs (default: all)",
     )
+    parser.add_argument(
+        "--dev-size", type=int, default=None, help="questions in the dev subset (default: all)"
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after N steps")
+    parser.add_argument(
+        "--pad-to",
+        type=int,
+        default=None,
+        help="pad every batch to a multiple of N tokens (384: every step is the 32 x 384 worst "
+        "case; nlptune variants)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="trainer.gradient_checkpointing=true (nlptune variants)",
+    )
+    parser.add_argument("--strategy", default="full", help="strategy.type (nlptune variants)")
+    parser.add_argument(
+        "--no-frozen-cache",
+        action="store_true",
+        help="with --strategy frozen: strategy.cache=false (the backbone runs every step)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="trainer.num_threads")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model", default=None)
     parser.add_argument("--data-dir", type=Path, default=DATA)
@@ -198,7 +276,7 @@ def main() -> None:
         for variant in args.variants.split(","):
             v = "v2" if variant == "v2" else "v1"
             src = args.data_dir / f"squad-{'v2.0' if v == 'v2' else 'v1.1'}-train.json"
-            size = args.train_size if variant in ("trainer", "v1same") else None
+            size = args.train_size
             work = Path(tmp) / variant
             work.mkdir()
             spec = {
@@ -208,7 +286,21 @@ def main() -> None:
                 "model": args.model,
                 "work": str(work),
                 "train": str(subset(src, size, args.seed, work / "train.json")),
-                "dev": str(args.data_dir / src.name.replace("train", "dev")),
+                "dev": str(
+                    subset(
+                        args.data_dir / src.name.replace("train", "dev"),
+                        args.dev_size,
+                        args.seed,
+                        work / "dev.json",
+                    )
+                ),
+                "train_size": size,
+                "max_steps": args.max_steps,
+                "pad_to": args.pad_to,
+                "gradient_checkpointing": args.gradient_checkpointing,
+                "strategy": args.strategy,
+                "frozen_cache": not args.no_frozen_cache,
+                "threads": args.threads,
             }
             (work / "spec.json").write_text(json.dumps(spec))
             print(f"[{variant}] ...", flush=True)
@@ -223,6 +315,17 @@ def main() -> None:
                 )
             results[variant] = json.loads((work / "spec.out.json").read_text())
             results[variant]["train_size"] = size
+            results[variant]["dev_size"] = args.dev_size
+            results[variant]["settings"] = {
+                k: spec[k]
+                for k in (
+                    "max_steps",
+                    "pad_to",
+                    "gradient_checkpointing",
+                    "strategy",
+                    "frozen_cache",
+                )
+            }
             print(f"[{variant}] {json.dumps(results[variant])}", flush=True)
     if "trainer" in results and "v1same" in results:
         a, b = results["v1same"], results["trainer"]

@@ -299,6 +299,7 @@ def train_model(
 
     from nlptune.training.loop import Job, fit
 
+    _check_checkpointing(run, p)  # before the weights load
     torch.manual_seed(run.seed)  # the heads' initial weights
     model, new = new_model(p)
     model, plan = p.strategy.apply(model, new)
@@ -312,19 +313,31 @@ def train_model(
         100 * n_train / n_all,
     )
     model.to(accelerator.device)
+    dev = eval_sample(run, p.task, splits.get("dev"), text)
     trained, cache = model, None
     if plan.cache_backbone:
         if p.task.cache_mode:
-            cache = frozen_cache(run, model, splits, text, accelerator)
+            # the states of the dev examples evaluated during training (a sample, or all)
+            cached = {**splits, "dev": dev} if dev is not None else splits
+            cache = frozen_cache(run, model, cached, text, accelerator, p.task.cache_mode)
             trained = model.with_encoder(cache)
             logger.info("frozen backbone: outputs computed once and reused every epoch")
         else:
             logger.info(
-                "frozen backbone: this task's head reads every token of long windows, so the "
-                "backbone runs each step (no cached outputs)"
+                "frozen backbone: task %s stores no backbone outputs, so the backbone runs "
+                "each step",
+                run.task.type,
             )
+    if run.trainer.gradient_checkpointing:
+        if cache is not None:
+            logger.info(
+                "trainer.gradient_checkpointing: not needed, the frozen backbone's outputs are "
+                "cached (the backbone does not run in training steps)"
+            )
+        else:
+            model.encoder.enable_checkpointing()
+            logger.info("trainer.gradient_checkpointing: layers recompute in the backward pass")
     torch.manual_seed(run.seed)  # dropout stream
-    dev = eval_sample(run, p.task, splits.get("dev"), text)
     job = Job(
         accelerator=accelerator,
         model=trained,
@@ -349,7 +362,22 @@ def train_model(
         config=run.to_dict(),
         started=started,
     )
-    return fit(job), model
+    state = fit(job)
+    if cache is not None:
+        _drop_states(run, cache, accelerator)
+    return state, model
+
+
+def _check_checkpointing(run: RunConfig, p: Parts) -> None:
+    """``trainer.gradient_checkpointing`` needs a family whose layers can recompute
+    (``gradient_checkpointing`` on the backbone class: the transformers families)."""
+    if run.trainer.gradient_checkpointing and not getattr(p.backbone, "gradient_checkpointing", 0):
+        able = [n for n, b in BACKBONES if getattr(b, "gradient_checkpointing", False)]
+        raise ConfigError(
+            f"trainer.gradient_checkpointing=true recomputes transformer layers, which "
+            f"backbone.type={run.backbone.type} has not; remove it, or use backbone.type "
+            f"{' or '.join(able)}"
+        )
 
 
 def _prepare_batch(task: Task, seed: int) -> Callable[[dict[str, Any], int], None] | None:
@@ -362,29 +390,83 @@ def _prepare_batch(task: Task, seed: int) -> Callable[[dict[str, Any], int], Non
 
 
 def frozen_cache(
-    run: RunConfig, model: TaskModel, splits: dict[str, Dataset], text: Any, acc: Any
+    run: RunConfig,
+    model: TaskModel,
+    splits: dict[str, Dataset],
+    text: Any,
+    acc: Any,
+    mode: str = "all",
 ) -> Any:
     """A CachedEncoder holding what the heads read of the frozen encoder (the first token's
-    state when every head reads only that, else every token's), for train and dev."""
-    from nlptune.training.frozen_cache import CachedEncoder, compute_states
+    state when every head reads only that, else every token's), for train and dev.
+
+    ``mode`` "disk" (extractive QA: every token of many long windows) keeps every token's
+    states in bf16 files under ``output_dir/frozen_states/``, memory-mapped (not in memory);
+    they are reused by a resumed run and deleted when training ends (:func:`_drop_states`)."""
+    import time
+
+    from nlptune.training.frozen_cache import (
+        CachedEncoder,
+        compute_states,
+        states_key,
+        write_states,
+    )
     from nlptune.training.loop import eval_batch_size
 
     first = all(getattr(head, "reads", "all") == "first" for head in model.heads.values())
-    caches: dict[str, Any] = {
-        split: compute_states(
-            model.encoder,
-            splits[split].feats,
-            first,
-            text.pad_id,
-            batch_size=eval_batch_size(run.trainer),
-            device=acc.device,
-            autocast=acc.autocast,
-            accelerator=acc,
+    started = time.perf_counter()
+    caches: dict[str, Any] = {}
+    for split in ("train", "dev"):
+        if split not in splits:
+            continue
+        options = {
+            "batch_size": eval_batch_size(run.trainer),
+            "device": acc.device,
+            "autocast": acc.autocast,
+            "accelerator": acc,
+        }
+        features = splits[split].feats
+        if mode == "disk" and not first:
+            backbone = run.backbone
+            key = states_key(
+                features,
+                backbone.path,
+                backbone.init,
+                run.seed if backbone.init == "random" else None,
+                run.trainer.precision,
+                str(acc.device.type),
+            )
+            path = _states_folder(run) / f"{split}.bf16"
+            caches[split] = write_states(
+                model.encoder, features, text.pad_id, path, key, model.hidden_size, **options
+            )
+        else:
+            caches[split] = compute_states(model.encoder, features, first, text.pad_id, **options)
+    if mode == "disk":
+        logger.info(
+            "frozen backbone: every token's states of %s in %s (bf16, memory-mapped; %.1fs)",
+            " and ".join(caches),
+            _states_folder(run),
+            time.perf_counter() - started,
         )
-        for split in ("train", "dev")
-        if split in splits
-    }
     return CachedEncoder(caches, model.hidden_size)
+
+
+def _states_folder(run: RunConfig) -> Path:
+    return Path(run.output_dir) / "frozen_states"
+
+
+def _drop_states(run: RunConfig, cache: Any, acc: Any) -> None:
+    """Close the memory-mapped states of a finished training and delete their files."""
+    import shutil
+
+    for states in cache.caches.values():
+        close = getattr(states, "close", None)
+        if close is not None:
+            close()
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(_states_folder(run), ignore_errors=True)
 
 
 def score_split(

@@ -85,3 +85,73 @@ def test_v2_tunes_and_saves_the_no_answer_threshold(tiny_bert: Path, tmp_path: P
     assert evaluated["f1"] == pytest.approx(dev["best_f1"], abs=1e-3)  # the tuned threshold
     pred = predictor.predict([{"question": "what was the film", "context": "the plot was bad ."}])
     assert set(pred[0]) == {"answer", "start", "end", "score"}
+
+
+@pytest.mark.parametrize("strategy", ["full", "last_k", "frozen", "lora"])
+def test_gradient_checkpointing_gives_the_same_run(
+    tiny_bert_no_dropout: Path, tmp_path: Path, strategy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """trainer.gradient_checkpointing recomputes the layers in the backward pass: the same
+    gradients, so the same metrics, with every strategy that backpropagates into the backbone
+    (frozen without a cache: the backbone runs each step, nothing of it trains)."""
+    metrics = {}
+    for on in (False, True):
+        config = _qa_config(
+            tiny_bert_no_dropout, tmp_path / str(on), "v1", epochs=2, gradient_checkpointing=on
+        )
+        config["strategy"] = {
+            "full": {"type": "full", "freeze_embeddings": False},
+            "last_k": {"type": "last_k", "k": 1},
+            "frozen": {"type": "frozen", "cache": False},
+            "lora": {"type": "lora", "r": 4, "lr_scale": 1.0},
+        }[strategy]
+        with caplog.at_level("INFO", logger="nlptune"):
+            caplog.clear()
+            metrics[on] = nlptune.train(config).metrics
+        assert ("layers recompute in the backward pass" in caplog.text) == on
+    assert metrics[True]["steps"] == metrics[False]["steps"]
+    for key, value in metrics[False]["dev"].items():
+        assert metrics[True]["dev"][key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_gradient_checkpointing_needs_transformer_layers(
+    glove_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Static word vectors have no layers to recompute: one error line naming the option."""
+    import yaml
+
+    from ..conftest import one_error_line, static_config
+
+    config = static_config(glove_file, tmp_path / "out", trainer={"gradient_checkpointing": True})
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    line = one_error_line(["train", str(path)], capsys)
+    assert "trainer.gradient_checkpointing" in line and "static_vectors" in line
+
+
+def test_featurizing_in_chunks_gives_the_same_features(
+    tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Examples are tokenized a chunk at a time (bounded memory): the same windows, labels,
+    offsets and owners as one call over all of them."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from nlptune.backbones.hf_text import HFTextEncoder
+    from nlptune.tasks import extractive_qa
+
+    task = extractive_qa.ExtractiveQA(max_length=32, doc_stride=8)
+    examples = task.read(str(FIXTURES / "squad_v1_train.json"))
+    text = HFTextEncoder(AutoTokenizer.from_pretrained(tiny_bert))
+    whole = task.featurize(examples, text)
+    monkeypatch.setattr(extractive_qa, "FEATURIZE_CHUNK", 3)
+    chunked = task.featurize(examples, text)
+    assert len(whole) == len(chunked) > len(examples)  # some contexts need several windows
+    for group in ("sequences", "meta"):
+        a, b = getattr(whole, group), getattr(chunked, group)
+        assert set(a) == set(b)
+        for name in a:
+            assert all(np.array_equal(x, y) for x, y in zip(a[name], b[name], strict=True))
+    for name, value in whole.values.items():
+        assert np.array_equal(value, chunked.values[name])
+    assert np.array_equal(whole.lengths, chunked.lengths)

@@ -99,6 +99,32 @@ class HFEncoderModule(nn.Module):
         matrix = self.base.get_input_embeddings().weight
         return [n for n, p in self.named_parameters() if p is matrix]
 
+    def enable_checkpointing(self) -> None:
+        """Recompute each layer's activations in the backward pass
+        (``trainer.gradient_checkpointing``)."""
+        checkpoint_layers(self)
+
+
+def checkpoint_layers(module: nn.Module) -> None:
+    """Turn on transformers' gradient checkpointing in the model inside ``module`` (found under
+    a LoRA wrapper too), non-reentrant: correct with frozen layers and inputs that need no
+    gradient (strategies frozen, last_k, gradual, lora)."""
+    from transformers import PreTrainedModel
+
+    inner = next((m for m in module.modules() if isinstance(m, PreTrainedModel)), None)
+    if inner is None or not getattr(inner, "supports_gradient_checkpointing", False):
+        name = type(inner if inner is not None else module).__name__
+        raise ModelError(
+            f"{name} can't recompute its layers in the backward pass; set "
+            "trainer.gradient_checkpointing=false"
+        )
+    kwargs = {"use_reentrant": False}
+    enable = getattr(inner, "activation_checkpointing_enable", None)  # transformers >= 5.x
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
 
 def num_layers(config: Any) -> int:
     for attr in ("num_hidden_layers", "n_layers", "num_layers", "n_layer"):
@@ -123,6 +149,7 @@ class HFEncoder:
         {"classification", "token", "span", "target", "masked_lm", "next_sentence"}
     )
     freeze_embeddings = True  # strategy.freeze_embeddings when the config leaves it null
+    gradient_checkpointing = True  # trainer.gradient_checkpointing: the encoder can recompute
 
     def __init__(self, path: str, max_length: int = 256, init: str = "pretrained") -> None:
         self.path, self.max_length, self.init = path, max_length, init

@@ -29,7 +29,7 @@ from torch import nn
 
 from nlptune.backbones import hf_adapter
 from nlptune.backbones.base import Export, LayerGroup
-from nlptune.backbones.hf_encoder import _layer_list, num_layers
+from nlptune.backbones.hf_encoder import _layer_list, checkpoint_layers, num_layers
 from nlptune.backbones.hf_paths import (
     check_tokenizer_files,
     load_saved,
@@ -112,6 +112,11 @@ class Seq2SeqModule(nn.Module):
     def transformer(self) -> nn.Module:
         """The transformers model (what LoRA adapts)."""
         return self.model
+
+    def enable_checkpointing(self) -> None:
+        """Recompute each layer's activations (encoder and decoder) in the backward pass
+        (``trainer.gradient_checkpointing``)."""
+        checkpoint_layers(self)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         labels = batch.get("labels")
@@ -220,6 +225,7 @@ class HFSeq2Seq:
 
     Config = Seq2SeqConfig
     head_kinds = frozenset({"seq2seq_lm"})
+    gradient_checkpointing = True  # trainer.gradient_checkpointing: the model can recompute
     freeze_embeddings = False  # the (tied) word embeddings are also the output layer
 
     def __init__(

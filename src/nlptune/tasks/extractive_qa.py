@@ -28,6 +28,8 @@ from nlptune.heads import HeadSpec, SpanHead
 from nlptune.registry import TASKS
 from nlptune.tasks import squad_metrics
 
+FEATURIZE_CHUNK = 1000  # examples tokenized at a time (bounds the tokenizer's Python output)
+
 
 class ExtractiveQAConfig(TaskConfig):
     type: str = Field("extractive_qa", description="task name (nlptune list tasks)")
@@ -66,8 +68,9 @@ class ExtractiveQA:
 
     Config = ExtractiveQAConfig
     DATA_ARGS: ClassVar[Mapping[str, str]] = {"format": "format"}
-    # frozen: the backbone runs each step (windows of 384 tokens are too many to store)
-    cache_mode: ClassVar[str | None] = None
+    # frozen: every token's states, stored once on disk (bf16, memory-mapped: windows of 384
+    # tokens are too many to keep in memory)
+    cache_mode: ClassVar[str | None] = "disk"
     eval_by_length: ClassVar[bool] = False  # windows of one example arrive together
 
     def __init__(
@@ -159,22 +162,44 @@ class ExtractiveQA:
         self, examples: Sequence[QAExample], text: TextEncoder, labelled: bool = True
     ) -> Features:
         """Windows over each context; ``meta`` keeps the example index and character offsets
-        (-1 outside the context) of every token."""
+        (-1 outside the context) of every token.
+
+        Examples are tokenized :data:`FEATURIZE_CHUNK` at a time: the tokenizer's output for a
+        chunk (Python lists of ids and offset pairs, several times the size of the arrays kept)
+        is dropped before the next, so featurizing a large set does not set the run's peak
+        memory. The features are the same as from one call."""
         self._check_questions(examples, text)
-        win = text.windows(
-            [e.question for e in examples],
-            [e.context for e in examples],
-            self.max_length,
-            self.doc_stride,
-        )
-        starts, ends = [], []
-        for owner, s, t in zip(win.owner, win.offset_start, win.offset_end, strict=True):
-            start, end = _label(examples[owner], s, t) if labelled else (0, 0)
-            starts.append(start)
-            ends.append(end)
-        sequences = {"input_ids": win.input_ids}
-        if win.token_type_ids is not None:
-            sequences["token_type_ids"] = win.token_type_ids
+        ids: list[np.ndarray] = []
+        types: list[np.ndarray] | None = []
+        offs_s: list[np.ndarray] = []
+        offs_e: list[np.ndarray] = []
+        owners: list[int] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        for first in range(0, len(examples), FEATURIZE_CHUNK):
+            chunk = examples[first : first + FEATURIZE_CHUNK]
+            win = text.windows(
+                [e.question for e in chunk],
+                [e.context for e in chunk],
+                self.max_length,
+                self.doc_stride,
+            )
+            for owner, s, t in zip(win.owner, win.offset_start, win.offset_end, strict=True):
+                start, end = _label(chunk[owner], s, t) if labelled else (0, 0)
+                starts.append(start)
+                ends.append(end)
+                owners.append(first + int(owner))
+            ids.extend(win.input_ids)
+            if win.token_type_ids is None:
+                types = None
+            elif types is not None:
+                types.extend(win.token_type_ids)
+            offs_s.extend(win.offset_start)
+            offs_e.extend(win.offset_end)
+            del win
+        sequences = {"input_ids": ids}
+        if types:
+            sequences["token_type_ids"] = types
         values = (
             {
                 "start_positions": np.array(starts, dtype=np.int64),
@@ -184,11 +209,11 @@ class ExtractiveQA:
             else {}
         )
         meta = {
-            "example": [np.array([o], dtype=np.int32) for o in win.owner],
-            "offset_start": win.offset_start,
-            "offset_end": win.offset_end,
+            "example": [np.array([o], dtype=np.int32) for o in owners],
+            "offset_start": offs_s,
+            "offset_end": offs_e,
         }
-        return Features(sequences, values, meta, sequence_lengths(win.input_ids))
+        return Features(sequences, values, meta, sequence_lengths(ids))
 
     def _check_questions(self, examples: Sequence[QAExample], text: TextEncoder) -> None:
         encoded = text.encode([e.question for e in examples], None, 10 * self.max_length)
