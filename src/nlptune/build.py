@@ -106,6 +106,7 @@ def check(p: Parts, run: RunConfig) -> None:
         check_heads({spec.kind for spec in p.task.heads().values()})
     p.strategy.check(p.backbone.num_layers())
     _check_adapters(p, run)
+    _check_checkpointing(run, p)
     trackers.check(run.trainer)
 
 
@@ -299,7 +300,6 @@ def train_model(
 
     from nlptune.training.loop import Job, fit
 
-    _check_checkpointing(run, p)  # before the weights load
     torch.manual_seed(run.seed)  # the heads' initial weights
     model, new = new_model(p)
     model, plan = p.strategy.apply(model, new)
