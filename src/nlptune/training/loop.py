@@ -196,7 +196,14 @@ def fit(job: Job) -> LoopState:
     finally:
         log.close()
     state.epochs_done = round(state.epoch + state.batch_in_epoch / per_epoch, 4)
-    if state.best_step >= 0 and (best / "model.safetensors").is_file():
+    seen = (best / "model.safetensors").is_file()
+    if state.best_step >= 0 and not seen and acc.num_processes > 1:
+        # the main process wrote them: this process runs on a machine that can't see its disk
+        raise NlptuneError(
+            f"process {acc.process_index} can't see the best weights the main process wrote "
+            f"({best}): on several machines output_dir must be a folder they share"
+        )
+    if state.best_step >= 0 and seen:
         try:
             ckpt.load_weights(model, best)
         except ckpt.DamagedCheckpoint as err:
