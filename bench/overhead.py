@@ -14,6 +14,11 @@ Three ways:
   trainer  the Hugging Face Trainer tuned as in bench/text_classification.py variant c
            (DataCollatorWithPadding, length-grouped sampling), logging and saving off.
 
+Two more nlptune variants answer what its speed options are worth (``--variants``):
+``nlptune_inline`` builds batches on the training thread (``trainer.prefetch: 0``);
+``nlptune_compiled`` pads lengths to multiples of 32 and compiles the forward
+(``trainer.compile``; give it a ``--warmup`` that covers the compiles, e.g. 100).
+
 Every variant runs in its own subprocess, the same number of steps (``--steps``); steps/s is
 timed from step ``--warmup`` to the last step, so model loading, tokenization and the first
 steps' allocations are left out. Targets (issue 13): nlptune within 1.2x of bare (bare/nlptune
@@ -45,7 +50,7 @@ DATA = Path("/work/shared/data/sst2/train.tsv")
 FALLBACK = REPO / "tests" / "fixtures" / "sentiment_train.tsv"
 DEFAULT_OUT = BENCH / "results" / "overhead.json"
 BATCH, MAX_LENGTH, LR, SEED = 32, 128, 5e-5, 42
-VARIANTS = ("bare", "nlptune", "trainer")
+VARIANTS = ("bare", "nlptune", "trainer", "nlptune_compiled", "nlptune_inline")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3, help="runs per variant (median reported)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default="bare,nlptune,trainer")
     ap.add_argument("--train-size", type=int, default=8000, help="sentences read from the data")
     ap.add_argument("--data", type=Path, default=DATA, help="TSV with sentence<TAB>label")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -210,6 +215,7 @@ def run_nlptune(spec: dict[str, Any]) -> dict[str, Any]:
         "output_dir": str(work / "nlptune-run"),
     }
     clock = StepClock(spec["warmup"], spec["steps"])
+    config["output_dir"] = str(work / f"nlptune-run-{os.getpid()}")
     result = nlptune.train(config, overwrite=True, callbacks=[lambda state: clock.tick(state.step)])
     return {"steps_per_s": clock.rate(), "steps": result.metrics["steps"]}
 
@@ -269,7 +275,15 @@ def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
     return {"steps_per_s": clock.rate()}
 
 
-RUNNERS = {"bare": run_bare, "nlptune": run_nlptune, "trainer": run_trainer}
+RUNNERS = {
+    "bare": run_bare,
+    "nlptune": run_nlptune,
+    "trainer": run_trainer,
+    "nlptune_inline": lambda spec: run_nlptune({**spec, "nlptune_trainer": {"prefetch": 0}}),
+    "nlptune_compiled": lambda spec: run_nlptune(
+        {**spec, "nlptune_trainer": {"pad_to_multiple_of": 32, "compile": True}}
+    ),
+}
 
 
 def worker(variant: str, spec_path: str) -> None:
