@@ -211,11 +211,12 @@ class TrainerConfig(Section):
     keep_checkpoints: bool = Field(
         False, description="keep checkpoints/ (resume state, best weights) after a finished run"
     )
-    prefetch: int = Field(
-        2,
+    prefetch: int | None = Field(
+        None,
         ge=0,
         description="training batches built ahead on a background thread while the model "
-        "steps (0: built on the training thread)",
+        "steps (0: built on the training thread; null: 2 on a GPU, 0 on a CPU, where the "
+        "thread costs more than it saves)",
     )
     pad_to_multiple_of: int | None = Field(
         None,

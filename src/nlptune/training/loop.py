@@ -282,6 +282,9 @@ def _run(
     # the first step whose loss was not finite (0: none), kept on the device: read only where
     # the loop syncs anyway (a logged step, an evaluation, a checkpoint)
     diverged = torch.zeros((), dtype=torch.int64, device=acc.device)
+    # batches built ahead pay off where the device computes while the host collates (a GPU);
+    # on a CPU the thread only competes with the step for the cores (bench/overhead.py)
+    depth = t.prefetch if t.prefetch is not None else (2 if acc.device.type == "cuda" else 0)
     while state.step < total and not state.stopped_early:
         batches = train_batches(
             job.train.lengths,
@@ -294,7 +297,7 @@ def _run(
         if not batches:  # never loop without stepping
             raise RuntimeError(f"epoch {state.epoch} makes no optimizer step ({per_epoch} planned)")
         build = functools.partial(_build_step, job, epoch=state.epoch)
-        with Prefetch(build, batches[state.batch_in_epoch :], t.prefetch) as ahead:
+        with Prefetch(build, batches[state.batch_in_epoch :], depth) as ahead:
             for indices, built, waited in _timed(iter(ahead)):
                 if _replan(job, state):
                     if acc.num_processes > 1:
