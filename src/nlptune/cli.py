@@ -78,7 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--batch-size",
         type=_positive,
-        help="inputs per batch (default: the run's eval batch)",
+        help="inputs per batch (default: the run's eval batch, at most 32 on CPU)",
+    )
+    predict.add_argument(
+        "--chunk",
+        type=_positive,
+        help="records read, predicted and written at a time (default: 4,096 or 32 batches); "
+        "memory stays bounded by it for .txt and JSON Lines input of any size",
     )
 
     validate = sub.add_parser("validate", help="check a config and its data without training")
@@ -271,7 +277,7 @@ def _predict(args: argparse.Namespace) -> int:
     """Stream predictions to ``--output`` (see :func:`nlptune.outputs.output_target`) or
     stdout. Returns 0, or 1 when some records failed."""
     run, source, output, fmt = args.run, args.input, args.output, args.format
-    strict, batch_size = args.strict, args.batch_size
+    strict, batch_size, chunk = args.strict, args.batch_size, args.chunk
     from nlptune.inputs import input_exists
     from nlptune.outputs import Writer, check_format, output_target, write_output
     from nlptune.predict import Predictor
@@ -292,7 +298,7 @@ def _predict(args: argparse.Namespace) -> int:
     def write(out: Any) -> None:
         writer = Writer(fmt, out, source, conllu)
         shown = Progress("predicting", None, "record", leave=False)
-        for row in predictor.stream_file(source, strict=strict, keep=args.keep):
+        for row in predictor.stream_file(source, strict, chunk, args.keep):
             writer.write(row)
             counts[0] += 1
             shown.update()

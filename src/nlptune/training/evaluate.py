@@ -70,14 +70,20 @@ def stream(
             index = batch["index"]
             inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
             with autocast():
-                result = forward(inputs).float().cpu().numpy()
-            rows = list(zip(index.tolist(), result, strict=True))
-            if sharded:
-                rows = accelerator.gather_for_metrics(rows, use_gather_object=True)
-            fresh = [(i, row) for i, row in rows if not seen[i]]
-            for i, row in fresh:
-                seen[i] = True
-                yield i, row
+                output = forward(inputs)
+            result = output.float().cpu().numpy()
+            if sharded:  # every process's rows, the padding repeats left out
+                rows = accelerator.gather_for_metrics(
+                    list(zip(index.tolist(), result, strict=True)), use_gather_object=True
+                )
+                fresh = [(i, row) for i, row in rows if not seen[i]]
+                for i, _ in fresh:
+                    seen[i] = True
+            else:  # one process: the batches partition the items, so no row repeats
+                ids = index.numpy()
+                seen[ids] = True
+                fresh = list(zip(ids.tolist(), result, strict=True))
+            yield from fresh
             if progress is not None:
                 progress.update(len(fresh))
     if progress is not None:
