@@ -127,7 +127,6 @@ def test_bad_speed_settings_are_one_error_line(
     assert key in line
 
 
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_bf16_pinned_prefetch_and_compile(tiny_bert_no_dropout: Path, tmp_path: Path) -> None:
