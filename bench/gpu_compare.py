@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import write_report
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 DATA = Path("/work/shared/data")
@@ -485,9 +487,7 @@ def main(argv: list[str] | None = None) -> None:
         "results": results,
         "table": text,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_name
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 WORK = REPO / "bench" / "work"
@@ -408,22 +410,12 @@ def main() -> None:
     summary = {
         "threads": args.threads,
         "quick": args.quick,
-        "cpu": _cpu(),
+        "cpu": cpu_name(),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "results": results,
     }
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out}")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

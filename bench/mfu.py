@@ -23,14 +23,14 @@ Prints a table; writes JSON to ``--out`` (default bench/results/mfu.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from machine import cpu_name, write_report
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH / "results" / "mfu.json"
@@ -67,16 +67,6 @@ def timed(fn: Callable[[], Any], device: Any, repeats: int) -> float:
         sync()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gemm_tflops(m: int, k: int, n: int, dtype: Any, device: Any, repeats: int = 5) -> float:
@@ -171,9 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         f"MFU: {100 * result['mfu_vs_shape_peak']:.1f} % of the GEMM peak at the step's shapes, "
         f"{100 * result['mfu_vs_large_peak']:.1f} % of the large-GEMM peak"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {args.out}")
+    write_report(args.out, result)
 
 
 if __name__ == "__main__":

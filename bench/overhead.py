@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import cpu_name, write_report
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -364,14 +365,12 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "data": str(data),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
         "runs": results,
         "steps_per_s": {v: round(r, 2) for v, r in rate.items()},
         "ratios": ratios,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":
