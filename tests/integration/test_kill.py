@@ -123,7 +123,7 @@ def test_kill_9_at_any_point_loads_or_resumes_to_the_same_weights(
         points = list(range(1, events + 1))
     else:  # a spread over the run, and every event of the final save
         points = sorted(
-            {*range(1, events - 6, max(1, events // 6)), *range(events - 6, events + 1)}
+            {*range(1, events - 6, max(1, events // 4)), *range(events - 6, events + 1)}
         )
     results = _drive(config, tmp_path, points)
     assert all(results[str(k)] == "killed" for k in points), results

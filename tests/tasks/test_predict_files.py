@@ -4,9 +4,6 @@ are read with their ids, the output formats the task's scorers read, bounded mem
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,7 @@ import nlptune
 from nlptune import cli
 from nlptune.errors import DataError
 
-from ..conftest import FIXTURES, REPO
+from ..conftest import FIXTURES
 from .test_contract import _config
 
 # per task: good JSON Lines inputs, and one input the task itself can't predict
@@ -194,40 +191,6 @@ def test_format_refusals(
     path.write_text("question\n")
     assert cli.main(["predict", str(trained["extractive_qa"]), "--input", str(path)]) == 2
     assert "reads JSON Lines of {question, context}" in capsys.readouterr().err
-
-
-def test_a_large_file_streams_in_bounded_memory(trained: dict[str, Path], tmp_path: Path) -> None:
-    """200,000 lines predict with about the peak memory of 20,000 (a child process each)."""
-
-    def peak(lines: int) -> tuple[int, int]:
-        path = tmp_path / f"in{lines}.txt"
-        path.write_text("a great film with a good plot\n" * lines)
-        out = tmp_path / f"out{lines}.jsonl"
-        code = (
-            "import resource, sys; from nlptune import cli; "
-            f"code = cli.main(['predict', {str(trained['text_classification'])!r}, '--input', "
-            f"{str(path)!r}, '--output', {str(out)!r}, '--batch-size', '1024']); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
-        )
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        with open(out) as f:
-            count = sum(1 for _ in f)
-        return int(done.stdout.strip().splitlines()[-1]), count
-
-    small, n_small = peak(20_000)
-    large, n_large = peak(200_000)
-    assert (n_small, n_large) == (20_000, 200_000)
-    print(f"peak RSS: {small} KiB for 20,000 lines, {large} KiB for 200,000")
-    assert large - small < 60_000, (small, large)  # KiB: 10x the input, not 10x the memory
 
 
 def test_bad_records_of_structured_files_are_reported_in_place(
