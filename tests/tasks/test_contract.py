@@ -121,7 +121,14 @@ def test_train_save_load_predict(task: str, family: str, model_for: Any, tmp_pat
     order = [i for i, _ in predictor._stream(features)]
     assert sorted(order) == list(range(len(features)))  # every item scored once
     if not predictor.task.eval_by_length:  # the items of one example arrive together, in order
-        assert order == sorted(order)
+        owner = [int(m[0]) for m in features.meta["example"]]
+        runs = [owner[i] for k, i in enumerate(order) if k == 0 or owner[order[k - 1]] != owner[i]]
+        assert len(runs) == len(set(runs))  # each example's items in one consecutive run
+        assert all(
+            order[k] < order[k + 1]
+            for k in range(len(order) - 1)
+            if owner[order[k]] == owner[order[k + 1]]
+        )
 
     rows = predictor.predict(examples)
     assert len(rows) == len(examples)

@@ -42,11 +42,14 @@ def stream(
     autocast: Callable[[], AbstractContextManager[Any]],
     accelerator: Any = None,
     by_length: bool = True,
+    groups: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Run ``forward(batch) -> (B, ...)`` over every item and yield ``(index, output row)``.
 
-    Items go in length-sorted batches (``by_length``) or in index order; under several processes
+    Items go in length-sorted batches (``by_length``); else, with ``groups`` (the example each
+    item comes from), in batches sorted by example length that keep an example's items together
+    and in order; else in index order. Under several processes
     every process yields every row (gathered with ``gather_for_metrics``). ``make_batch(indices)``
     builds a batch dict that includes ``index`` (which ``forward`` sees too). Raises if any item
     was not scored. ``progress`` counts the items as they are scored (and is closed at the end).
@@ -54,6 +57,8 @@ def stream(
     n = len(lengths)
     if by_length:
         batches = eval_batches(lengths, batch_size)
+    elif groups is not None and n:
+        batches = grouped_batches(lengths, groups, batch_size)
     else:
         batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
     loader: Any = torch.utils.data.DataLoader(
@@ -92,6 +97,24 @@ def stream(
         raise RuntimeError(f"evaluation scored {int(seen.sum())} of {n} items")
 
 
+def grouped_batches(lengths: np.ndarray, groups: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Fixed-size batches over items ordered by their group's longest item (longest first),
+    then by group, then by index: little padding, and the items of one group (the windows of
+    one sentence or question) stay consecutive and in order."""
+    longest = np.zeros(int(groups.max()) + 1, dtype=np.int64)
+    np.maximum.at(longest, groups, lengths)
+    order = np.lexsort((np.arange(len(lengths)), groups, -longest[groups]))
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+def item_groups(features: Features) -> np.ndarray | None:
+    """The example each item comes from (``meta["example"]``), where a task keeps it."""
+    owners = features.meta.get("example")
+    if owners is None or len(owners) != len(features):
+        return None
+    return np.fromiter((int(m[0]) for m in owners), dtype=np.int64, count=len(owners))
+
+
 def stream_features(
     forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     features: Features,
@@ -99,6 +122,8 @@ def stream_features(
     **kwargs: Any,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """:func:`stream` over tokenized ``features``, padded by :func:`collate` without labels."""
+    if not kwargs.get("by_length", True) and "groups" not in kwargs:
+        kwargs["groups"] = item_groups(features)
     return stream(
         forward,
         features.lengths,

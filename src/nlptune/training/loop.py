@@ -29,7 +29,7 @@ from nlptune.errors import NlptuneError
 from nlptune.progress import Progress
 from nlptune.training import checkpoint as ckpt
 from nlptune.training import trackers as tracking
-from nlptune.training.evaluate import stream
+from nlptune.training.evaluate import item_groups, stream
 from nlptune.training.frozen_cache import CachedEncoder
 from nlptune.training.log import RunLog
 from nlptune.training.optim import (
@@ -548,6 +548,7 @@ def evaluate_dev(job: Job) -> dict[str, float]:
         autocast=job.accelerator.autocast,
         accelerator=job.accelerator,
         by_length=job.eval_by_length,
+        groups=None if job.eval_by_length else item_groups(job.dev),
         progress=Progress(
             "evaluating dev",
             len(lengths),
