@@ -198,6 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
 
 
+def _main_process() -> bool:
+    """Whether this is the main process of a launched run (or the only one): the others
+    print no metrics, so stdout holds them once."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from nlptune import api
@@ -205,12 +213,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         configs, overrides = _configs(args.args)
         if len(configs) == 1 and not _has_stages(configs[0]):
             result = api.train(configs[0], overrides, resume=args.resume, overwrite=args.overwrite)
-            print(json.dumps(result.metrics))
+            if _main_process():
+                print(json.dumps(result.metrics))
         else:
             results = api.train_stages(
                 configs, overrides, resume=args.resume, overwrite=args.overwrite
             )
-            print(json.dumps({str(r.output_dir): r.metrics for r in results}))
+            if _main_process():
+                print(json.dumps({str(r.output_dir): r.metrics for r in results}))
     elif args.command == "evaluate":
         from nlptune.predict import Predictor
 

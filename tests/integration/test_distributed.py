@@ -163,7 +163,11 @@ def test_two_processes_equal_one(
         if n == 1:
             _train_here("train", str(path))
         else:
-            _train([*_python(n), "-m", "nlptune", "train", str(path)], _env())
+            done = _train([*_python(n), "-m", "nlptune", "train", str(path)], _env())
+            # the metrics on stdout once (the main process), as under one process
+            assert [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")] == [
+                _metrics(out)
+            ]
         runs[n] = _metrics(out)
     one, two = runs[1], runs[2]
     assert one["steps"] == two["steps"] and one["best_step"] == two["best_step"]
