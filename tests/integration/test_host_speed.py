@@ -16,7 +16,7 @@ import yaml
 import nlptune
 from nlptune.training.prefetch import Prefetch
 
-from ..conftest import one_error_line, tiny_config
+from ..conftest import ner_data, one_error_line, tiny_config
 
 
 def test_prefetch_keeps_order_raises_in_place_and_stops() -> None:
@@ -103,6 +103,25 @@ def test_static_shapes_and_compile_train_the_same(
     for a, b in zip(plain_log, static_log, strict=True):
         if "loss" in a:
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+
+
+def test_static_shapes_with_cached_frozen_states(tiny_bert: Path, tmp_path: Path) -> None:
+    """A frozen tagger trains its head on stored token states: padded to multiples of 16, the
+    states come as wide as the batch, and the run equals plain dynamic padding."""
+    runs = []
+    for name, extra in (("plain", {}), ("static", {"pad_to_multiple_of": 16})):
+        config = tiny_config(
+            tiny_bert,
+            tmp_path / name,
+            task={"type": "sequence_labelling"},
+            strategy={"type": "frozen"},
+            trainer={"max_steps": 12, "eval_every": 6, **extra},
+        )
+        config["data"] = ner_data()
+        runs.append(nlptune.train(config).metrics)
+    plain, static = runs
+    for key, value in plain["dev"].items():
+        assert static["dev"][key] == pytest.approx(value, abs=1e-5), key
 
 
 @pytest.mark.parametrize(

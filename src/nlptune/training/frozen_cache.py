@@ -37,12 +37,16 @@ class StateCache:
         self.states = states
         self.first = isinstance(states, torch.Tensor)
 
-    def batch(self, indices: torch.Tensor) -> torch.Tensor:
-        """States of a batch: (B, 1, H), or (B, T, H) zero-padded to the longest item."""
+    def batch(self, indices: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """States of a batch: (B, 1, H), or (B, T, H) zero-padded to the longest item (or to
+        ``width``, the batch's padded width, when that is wider)."""
         if isinstance(self.states, torch.Tensor):
             return self.states[indices.to(self.states.device)][:, None, :]
         rows = [self.states[i] for i in indices.tolist()]
-        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, T, H)
+        states = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, T, H)
+        if width is not None and width > states.shape[1]:
+            states = nn.functional.pad(states, (0, 0, 0, width - states.shape[1]))
+        return states
 
 
 class CachedEncoder(nn.Module):
@@ -53,11 +57,10 @@ class CachedEncoder(nn.Module):
         self.caches, self.hidden_size, self.split = dict(caches), hidden_size, "train"
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        cache = self.caches[self.split]
-        if isinstance(cache, DiskStates):  # as wide as the batch (trainer.pad_to_multiple_of)
-            ids = batch.get("input_ids")
-            return cache.batch(batch["index"], None if ids is None else int(ids.shape[1]))
-        return cache.batch(batch["index"])
+        ids = batch.get("input_ids")  # states as wide as the batch (trainer.pad_to_multiple_of)
+        return self.caches[self.split].batch(
+            batch["index"], None if ids is None else int(ids.shape[1])
+        )
 
     def layer_groups(self) -> list[Any]:
         return []
@@ -115,7 +118,7 @@ class DiskStates:
     def __init__(self, path: Path, lengths: np.ndarray, hidden: int) -> None:
         self.path, self.hidden = Path(path), hidden
         self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        self.offsets = _row_offsets(self.lengths)
         expected = int(self.offsets[-1]) * hidden * 2
         self._file = open(self.path, "rb")  # noqa: SIM115 (closed by close())
         size = os.fstat(self._file.fileno()).st_size
@@ -151,6 +154,11 @@ class DiskStates:
         self._file.close()
 
 
+def _row_offsets(lengths: np.ndarray) -> np.ndarray:
+    """Where each item's rows start in a states file (and, last, the file's row count)."""
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
 def states_key(features: Features, *parts: Any) -> str:
     """What a split's stored states depend on: its token ids (and types) and ``parts`` (the
     frozen encoder: its path, initialisation, precision)."""
@@ -183,15 +191,19 @@ def write_states(
     file (through a temporary file, then renamed, then its ``.json`` stamp), the others wait
     and read it."""
     stamp_path = path.with_suffix(".json")
-    stamp = {"key": key, "items": len(features), "tokens": int(features.lengths.sum())}
-    stamp["hidden"] = hidden
+    stamp = {
+        "key": key,
+        "items": len(features),
+        "tokens": int(features.lengths.sum()),
+        "hidden": hidden,
+    }
     main = accelerator is None or accelerator.is_main_process
     if _stamped(stamp_path, stamp):
         return DiskStates(path, features.lengths, hidden)
     if accelerator is not None:  # every process has looked before the main one writes
         accelerator.wait_for_everyone()
     encoder.eval()
-    offsets = np.concatenate([[0], np.cumsum(features.lengths)]).astype(np.int64)
+    offsets = _row_offsets(features.lengths)
     rows = stream_features(
         encoder,
         features,

@@ -438,7 +438,7 @@ def _timed(steps: Iterator[tuple[list[int], Built]]) -> Iterator[tuple[list[int]
 @dataclass
 class Built:
     """One optimizer step's input, built ahead (:func:`_build_step`): this process's
-    micro-batches on the CPU (pinned on a GPU) and the weight of each one's loss."""
+    micro-batches on the CPU (pinned on a GPU), the items of each, and the global batch size."""
 
     batches: list[dict[str, torch.Tensor]]
     parts: list[list[int]]
@@ -471,10 +471,10 @@ def _step(
     heads: dict[str, torch.Tensor] = {}
     # counted (loss_terms) on the CPU batches, before they move: no device syncs
     shares = _shares(job, built.parts, built.batches, built.items)
-    blocking = acc.device.type != "cuda"
+    pinned = acc.device.type == "cuda"  # _build_step pinned them: the copies need not block
     last = len(built.batches) - 1
     for j, (batch, share) in enumerate(zip(built.batches, shares, strict=True)):
-        batch = {k: v.to(acc.device, non_blocking=not blocking) for k, v in batch.items()}
+        batch = {k: v.to(acc.device, non_blocking=pinned) for k, v in batch.items()}
         sync = nullcontext() if j == last else acc.no_sync(wrapped)
         with sync:
             with acc.autocast():
@@ -521,8 +521,7 @@ def _batch(
         indices,
         job.pad_id,
         values=split == "train",
-        # cached frozen states are as wide as the longest item: no extra padding then
-        multiple=job.trainer.pad_to_multiple_of if job.cache is None else None,
+        multiple=job.trainer.pad_to_multiple_of,
     )
     if split == "train" and job.prepare_batch is not None:
         job.prepare_batch(batch, epoch)
