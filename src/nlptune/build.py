@@ -415,16 +415,16 @@ def frozen_cache(
 
     first = all(getattr(head, "reads", "all") == "first" for head in model.heads.values())
     started = time.perf_counter()
+    options = {
+        "batch_size": eval_batch_size(run.trainer),
+        "device": acc.device,
+        "autocast": acc.autocast,
+        "accelerator": acc,
+    }
     caches: dict[str, Any] = {}
     for split in ("train", "dev"):
         if split not in splits:
             continue
-        options = {
-            "batch_size": eval_batch_size(run.trainer),
-            "device": acc.device,
-            "autocast": acc.autocast,
-            "accelerator": acc,
-        }
         features = splits[split].feats
         if mode == "disk" and not first:
             backbone = run.backbone
