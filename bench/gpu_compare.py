@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine import write_report
+from machine import timed_trainer_args, write_report
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -241,15 +241,14 @@ def run_nlptune(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _trainer_args(spec: dict[str, Any], tuned: bool, clock: StepClock) -> tuple[Any, Any]:
-    import torch
-    from transformers import TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback
 
     class Clock(TrainerCallback):  # type: ignore[misc]
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             _sync()
             clock.tick(state.global_step)
 
-    args = TrainingArguments(
+    args = timed_trainer_args(
         output_dir=str(Path(spec["work"]) / "trainer"),
         num_train_epochs=spec["epochs"],
         per_device_train_batch_size=BATCH,
@@ -260,11 +259,6 @@ def _trainer_args(spec: dict[str, Any], tuned: bool, clock: StepClock) -> tuple[
         max_grad_norm=1.0,
         seed=SEED,
         train_sampling_strategy="group_by_length" if tuned else "random",
-        eval_strategy="no",
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
         bf16=spec["precision"] == "bf16",
     )
     return args, Clock()

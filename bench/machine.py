@@ -24,3 +24,19 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written {out}")
+
+
+def timed_trainer_args(**settings: Any) -> Any:
+    """``TrainingArguments`` for a timed Trainer run: ``settings`` plus no evaluation, saving,
+    reporting or progress bar during training, and the CPU where there is no GPU."""
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        **settings,
+    )

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine import cpu_name, write_report
+from machine import cpu_name, timed_trainer_args, write_report
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -223,14 +223,12 @@ def run_nlptune(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
-    import torch
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
         TrainerCallback,
-        TrainingArguments,
         set_seed,
     )
 
@@ -248,7 +246,7 @@ def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             clock.tick(state.global_step)
 
-    args = TrainingArguments(
+    args = timed_trainer_args(
         output_dir=str(Path(spec["work"]) / "trainer"),
         max_steps=spec["steps"],
         per_device_train_batch_size=BATCH,
@@ -258,11 +256,6 @@ def run_trainer(spec: dict[str, Any]) -> dict[str, Any]:
         max_grad_norm=1.0,
         seed=SEED,
         train_sampling_strategy="group_by_length",
-        eval_strategy="no",
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
         bf16=spec["precision"] == "bf16",
     )
     trainer = Trainer(

@@ -63,6 +63,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import timed_trainer_args
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 CONFIG = REPO / "configs" / "text_classification" / "minilm_full.yaml"
@@ -245,7 +247,6 @@ def _version_dependent_args(arguments: Any, tuned: bool) -> dict[str, Any]:
 
 
 def _make_trainer(model: Any, tokenizer: Any, train: Any, spec: dict[str, Any], tuned: bool) -> Any:
-    import torch
     from transformers import (
         DataCollatorWithPadding,
         Trainer,
@@ -253,7 +254,7 @@ def _make_trainer(model: Any, tokenizer: Any, train: Any, spec: dict[str, Any], 
         default_data_collator,
     )
 
-    args = TrainingArguments(
+    args = timed_trainer_args(
         output_dir=str(Path(spec["work"]) / ("trainer-c" if tuned else "trainer-b")),
         num_train_epochs=spec["epochs"],
         per_device_train_batch_size=BATCH_SIZE,
@@ -263,11 +264,6 @@ def _make_trainer(model: Any, tokenizer: Any, train: Any, spec: dict[str, Any], 
         weight_decay=WEIGHT_DECAY,
         max_grad_norm=1.0,
         seed=spec["seed"],
-        eval_strategy="no",
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
         bf16=tuned and _bf16_here(),  # emulated bf16 on a CPU without it is far slower
     )
     collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
