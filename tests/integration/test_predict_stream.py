@@ -158,3 +158,17 @@ for lines in {sizes}:
             assert sum(1 for _ in f) == lines
     print(f"peak RSS: {small} KiB after 4,000 lines, {large} KiB after 40,000 more")
     assert large - small < 12_000, (small, large)  # KiB
+
+
+@pytest.mark.parametrize(("value", "said"), [("0", "must be at least 1"), ("x", "not a whole")])
+def test_a_bad_chunk_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, said: str
+) -> None:
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["predict", str(tmp_path), "--input", str(tmp_path / "in.txt"),
+                  "--output", str(out), "--chunk", value])  # fmt: skip
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --chunk" in err and said in err
+    assert not out.exists()
