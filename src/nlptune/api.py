@@ -22,6 +22,7 @@ from nlptune.data.features import source_digest
 from nlptune.errors import ConfigError
 from nlptune.logs import show_messages
 from nlptune.tasks.metrics import degenerate_warning
+from nlptune.training import sharding
 from nlptune.training.checkpoint import candidates
 
 logger = logging.getLogger("nlptune")
@@ -174,6 +175,8 @@ def _train(
     metrics["wall_seconds"] = round(state.wall_seconds + time.perf_counter() - started, 2)
     metrics["parameters"] = parameter_counts(model)
     metrics.update(summed_peak_memory(accelerator))
+    if sharding.is_sharded(accelerator):  # the main process saves a whole copy
+        model = build.unsharded(p, model, accelerator)
     if accelerator.is_main_process:
         labels = p.task.state()
         meta = artefact.run_meta(run.seed, {s: d.path for s, d in splits.items()})

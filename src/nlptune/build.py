@@ -317,6 +317,7 @@ def train_model(
     trained, cache = model, None
     if plan.cache_backbone:
         if p.task.cache_mode:
+            _check_not_sharded(run, accelerator)
             # the states of the dev examples evaluated during training (a sample, or all)
             cached = {**splits, "dev": dev} if dev is not None else splits
             cache = frozen_cache(run, model, cached, text, accelerator, p.task.cache_mode)
@@ -366,6 +367,38 @@ def train_model(
     if cache is not None:
         _drop_states(run, cache, accelerator)
     return state, model
+
+
+def _check_not_sharded(run: RunConfig, accelerator: Any) -> None:
+    """A frozen backbone whose outputs are cached leaves only the heads to train: nothing for
+    FSDP to shard (and the cache would be built for nothing)."""
+    from nlptune.training import sharding
+
+    if sharding.is_sharded(accelerator):
+        raise NlptuneError(
+            f"strategy.type={run.strategy.type} caches the backbone's outputs, so only the "
+            "task heads train and FSDP has nothing to shard: launch with "
+            "configs/accelerate/ddp.yaml instead"
+        )
+
+
+def unsharded(p: Parts, model: TaskModel, accelerator: Any) -> TaskModel:
+    """A plain copy of a model FSDP shards, for the main process to save (the others return
+    ``model``): every process takes part in gathering its parameters, which the main one loads
+    into a model built again as training built it."""
+    import torch
+
+    from nlptune.training import sharding
+
+    names = [n for n, _ in model.named_parameters()]
+    weights = sharding.full_weights(model, names, accelerator)
+    if not accelerator.is_main_process:
+        return model
+    torch.manual_seed(0)  # the heads' initial weights, replaced next
+    whole, new = new_model(p)
+    whole, _ = p.strategy.apply(whole, new)
+    sharding.set_weights(whole, weights)
+    return whole
 
 
 def _check_checkpointing(run: RunConfig, p: Parts) -> None:
@@ -473,6 +506,7 @@ def score_split(
     run: RunConfig, task: Task, model: TaskModel, data: Dataset, accelerator: Any, pad_id: int
 ) -> dict[str, float]:
     """Metrics of the (best) model on ``data``, computed with the full model."""
+    from nlptune.training import sharding
     from nlptune.training.evaluate import stream_features
     from nlptune.training.loop import eval_batch_size
 
@@ -487,7 +521,8 @@ def score_split(
         accelerator=accelerator,
         by_length=task.eval_by_length,
     )
-    return rounded(task.evaluate(rows, data.examples, data.feats))
+    with sharding.gathered(model, accelerator):
+        return rounded(task.evaluate(rows, data.examples, data.feats))
 
 
 def eval_sample(run: RunConfig, task: Task, dev: Dataset | None, text: Any) -> Dataset | None:

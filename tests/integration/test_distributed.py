@@ -421,3 +421,189 @@ def test_the_accelerate_configs_load_and_the_scale_out_page_names_them() -> None
     assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_RESHARD_AFTER_FORWARD"] == "true"
     assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
     assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "BertLayer"
+
+
+# accelerate runs an FSDP config on CPU processes as plain multi-process (it shards only on
+# accelerators); this prelude turns its FSDP2 path on there, with the plugin accelerate's launcher
+# configured from configs/accelerate/fsdp.yaml, so the CPU tests run FSDP's sharded parameters,
+# gathers and optimizer states for real. nlptune's code is unchanged.
+FSDP_ON_CPU = r"""
+import accelerate
+from accelerate.state import PartialState
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+_init = accelerate.Accelerator.__init__
+
+
+def _init_fsdp(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    PartialState().distributed_type = DistributedType.FSDP
+    self.state.distributed_type = DistributedType.FSDP
+    self.state.fsdp_plugin = FullyShardedDataParallelPlugin()  # from the launcher's FSDP_* env
+
+
+accelerate.Accelerator.__init__ = _init_fsdp
+"""
+
+RUN_CLI = """
+import sys
+
+from nlptune import cli
+
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _fsdp(tmp_path: Path, program: str, layers: str = "BertLayer") -> list[str]:
+    """The command that runs ``program`` (Python source) on 2 CPU processes under
+    configs/accelerate/fsdp.yaml, FSDP2 sharding each ``layers`` module."""
+    script = tmp_path / "fsdp_program.py"
+    script.write_text(FSDP_ON_CPU + program)
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_CONFIGS / "fsdp.yaml"),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "--fsdp_transformer_layer_cls_to_wrap",
+        layers,
+        str(script),
+    ]
+
+
+def _same_weights(one: Path, two: Path, atol: float = 1e-5) -> None:
+    """The saved model folders hold the same tensors (to ``atol``)."""
+    from safetensors.torch import load_file
+
+    files = sorted(p.name for p in (one / "model").glob("*.safetensors"))
+    assert files and files == sorted(p.name for p in (two / "model").glob("*.safetensors"))
+    for name in files:
+        a, b = load_file(str(one / "model" / name)), load_file(str(two / "model" / name))
+        assert sorted(a) == sorted(b), name
+        for key in a:
+            assert (a[key] - b[key]).abs().max().item() <= atol, f"{name}: {key}"
+
+
+def test_fsdp_checkpoints_resumes_and_saves_whole_weights(
+    tiny_bert_no_dropout: Path, tmp_path: Path
+) -> None:
+    """Under FSDP every parameter and optimizer moment is a shard. Two processes train to step
+    30, checkpoint and crash; `--resume` under FSDP ends where one uninterrupted process does:
+    the best weights and the checkpoint were gathered whole (the moments too: resuming without
+    them drifts), the optimizer was given its moments after sharding, and the saved model is the
+    whole one-process model, not a shard."""
+    from nlptune.training.checkpoint import checkpoint_step
+
+    paths = {}
+    for name in ("whole", "sharded"):
+        config = tiny_config(
+            tiny_bert_no_dropout,
+            tmp_path / name,
+            trainer={"epochs": 8, "batch_size": 8, "eval_every": 12, "save_every": 5},
+        )
+        paths[name] = _write(config, tmp_path / f"{name}.yaml")
+    _train_here("train", str(paths["whole"]))
+    folder = tmp_path / "sharded"
+    argv = [*_fsdp(tmp_path, DRIVER), str(paths["sharded"]), str(tmp_path / "record"), "30"]
+    killed = _train(argv, _env(), check=False)
+    assert killed.returncode != 0 and not (folder / "metrics.json").exists()
+    assert checkpoint_step(folder / "checkpoints" / "last") == 30
+    # the checkpoint holds whole tensors (a shard of the 60-word embedding would have 30 rows)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(folder / "checkpoints" / "last" / "model.safetensors"))
+    assert saved["encoder.base.embeddings.word_embeddings.weight"].shape[0] == 60
+    moments = load_file(str(folder / "checkpoints" / "last" / "optimizer.safetensors"))
+    assert any(value.shape == (60, 32) for value in moments.values())
+    _train(_fsdp(tmp_path, RUN_CLI) + ["train", str(paths["sharded"]), "--resume"], _env())
+    whole, resumed = _metrics(tmp_path / "whole"), _metrics(folder)
+    assert resumed["steps"] == whole["steps"] == 96
+    assert resumed["best_step"] == whole["best_step"] and whole["dev"]["accuracy"] > 0.6
+    for key, value in whole["dev"].items():
+        assert resumed["dev"][key] == pytest.approx(value, abs=1e-4), key
+    _same_weights(tmp_path / "whole", folder)
+
+
+def test_fsdp_generates_on_every_process(tiny_t5: Path, tmp_path: Path) -> None:
+    """A tiny T5 translates under FSDP as under one process: generate() runs the encoder alone
+    (outside the root's gathering forward) and keeps both processes stepping until both are
+    done."""
+    runs = {}
+    for n in (1, 2):
+        config = translate_config(tiny_t5, tmp_path / f"p{n}", trainer={"epochs": 20})
+        runs[n] = _write(config, tmp_path / f"p{n}.yaml")
+    _train_here("train", str(runs[1]))
+    _train(_fsdp(tmp_path, RUN_CLI, layers="T5Block") + ["train", str(runs[2])], _env())
+    one, two = _metrics(tmp_path / "p1"), _metrics(tmp_path / "p2")
+    assert one["dev"]["bleu"] > 20 and two["dev"]["bleu"] == pytest.approx(one["dev"]["bleu"])
+    assert two["dev"]["chrf"] == pytest.approx(one["dev"]["chrf"])
+    _same_weights(tmp_path / "p1", tmp_path / "p2")
+
+
+def test_fsdp_refusals_say_what_to_launch_instead(tiny_bert: Path) -> None:
+    """FSDP told to shard a layer class the model has not names the classes it has; a model
+    without transformer layers (a BiLSTM, as static vectors train), or a frozen backbone whose
+    outputs are cached (only heads train), points to the DDP config; FSDP version 1 (flattened
+    parameters, which nlptune can't read whole) is refused by name."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from nlptune import build
+    from nlptune.config import validate
+    from nlptune.errors import NlptuneError
+    from nlptune.training import sharding
+
+    missing = ValueError("Could not find the transformer layer class T5Block in the model.")
+    sharded = SimpleNamespace(is_fsdp2=True, is_main_process=True)
+    bert, _ = build.new_model(build.parts(validate(tiny_config(tiny_bert, Path("o")), "c.yaml")))
+    lstm = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.LSTM(4, 4))
+    for model, expected in (
+        (bert, "--fsdp_transformer_layer_cls_to_wrap BertLayer"),
+        (lstm, "configs/accelerate/ddp.yaml"),
+    ):
+        advice = sharding.prepare_error(model, missing)
+        assert advice is not None and "T5Block" in advice and expected in advice
+    assert sharding.prepare_error(model, ValueError("something else")) is None
+    frozen = validate(tiny_config(tiny_bert, Path("out"), strategy={"type": "frozen"}), "c.yaml")
+    with pytest.raises(NlptuneError, match="frozen.*configs/accelerate/ddp.yaml"):
+        build._check_not_sharded(frozen, sharded)
+    build._check_not_sharded(frozen, SimpleNamespace(is_fsdp2=False))  # DDP: cached as ever
+    from accelerate.utils import DistributedType
+
+    version_1 = SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=False)
+    with pytest.raises(NlptuneError, match="fsdp_version: 2"):
+        sharding.check_version(version_1)
+    sharding.check_version(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=True))
+
+
+def test_deepspeed_is_given_the_micro_batch_and_refuses_accumulation() -> None:
+    """DeepSpeed (not installable on this CPU machine) needs its per-process micro-batch before
+    accelerate's prepare(): nlptune fills an "auto" or missing one from trainer.batch_size,
+    keeps a number the user's DeepSpeed config names, and refuses trainer.grad_accum > 1 (DeepSpeed
+    steps at every backward) with one line. Without DeepSpeed nothing changes."""
+    from types import SimpleNamespace
+
+    from nlptune.errors import NlptuneError
+    from nlptune.training import sharding
+
+    def accelerator(value: Any) -> Any:
+        config = {} if value is None else {"train_micro_batch_size_per_gpu": value}
+        plugin = SimpleNamespace(deepspeed_config=config, get_value=config.get)
+        return SimpleNamespace(deepspeed_plugin=plugin, num_processes=4)
+
+    for given, expected in (("auto", 8), (None, 8), (5, 5)):
+        acc = accelerator(given)
+        sharding.deepspeed_batch(acc, batch_size=32, grad_accum=1)
+        assert acc.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] == expected
+    with pytest.raises(NlptuneError, match="trainer.grad_accum=2 under DeepSpeed"):
+        sharding.deepspeed_batch(accelerator("auto"), batch_size=32, grad_accum=2)
+    sharding.deepspeed_batch(SimpleNamespace(deepspeed_plugin=None), batch_size=32, grad_accum=2)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +20,23 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nlptune.errors import NlptuneError, first_line
+from nlptune.training import sharding
 
 
 class DamagedCheckpoint(NlptuneError):
     """A checkpoint's files are missing, truncated or do not fit the model."""
 
 
-def weights_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, torch.Tensor]:
-    keep = set(names)
-    return {n: p.detach().contiguous().clone() for n, p in model.named_parameters() if n in keep}
+def save_weights(weights: dict[str, torch.Tensor], folder: Path) -> None:
+    """Whole parameters (:func:`sharding.full_weights`: those a run changes) as
+    ``model.safetensors``."""
+    save_file(weights, str(folder / "model.safetensors"))
 
 
-def save_weights(model: torch.nn.Module, folder: Path, names: Iterable[str]) -> None:
-    """The parameters ``names`` of ``model`` (those a run changes) as ``model.safetensors``."""
-    save_file(weights_of(model, names), str(folder / "model.safetensors"))
-
-
-def load_weights(model: torch.nn.Module, folder: Path) -> None:
+def load_weights(model: torch.nn.Module, folder: Path, accelerator: Any = None) -> None:
     """Copy ``folder``'s saved parameters into ``model``; DamagedCheckpoint when the file can't
     be read or does not fit the model (nothing is copied then)."""
-    state = _read_weights(folder, model)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
+    sharding.set_weights(model, _read_weights(folder, model), accelerator)
 
 
 def check_weights(model: torch.nn.Module, folder: Path) -> None:
@@ -76,18 +69,18 @@ def _read_json(path: Path) -> Any:
 
 def save_checkpoint(
     folder: Path,
-    model: torch.nn.Module,
-    names: Iterable[str],
-    optimizer: torch.optim.Optimizer,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
     scheduler: Any,
     state: dict[str, Any],
 ) -> None:
-    """Write a full resume checkpoint to ``folder`` (replacing it atomically)."""
+    """Write a full resume checkpoint to ``folder`` (replacing it atomically): whole
+    ``weights`` and optimizer state (:mod:`sharding` gathers them under FSDP)."""
     new = folder.with_name(folder.name + ".new")
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
-    save_weights(model, new, names)
-    tensors, meta = _split_optimizer(optimizer.state_dict())
+    save_weights(weights, new)
+    tensors, meta = _split_optimizer(optimizer_state)
     save_file(tensors, str(new / "optimizer.safetensors"))
     (new / "optimizer.json").write_text(json.dumps(meta))
     (new / "scheduler.json").write_text(json.dumps(_plain(scheduler.state_dict())))
@@ -102,10 +95,11 @@ def save_checkpoint(
 
 def load_checkpoint(
     folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> dict[str, Any]:
-    """Restore everything :func:`save_checkpoint` wrote; return the loop state. Every file is
-    read and checked first: DamagedCheckpoint (and nothing restored) when one is missing,
-    truncated or does not fit."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Restore everything :func:`save_checkpoint` wrote into an unsharded model and optimizer;
+    return the loop state and the optimizer state (FSDP loads that again once it has sharded the
+    parameters). Every file is read and checked first: DamagedCheckpoint (and nothing restored)
+    when one is missing, truncated or does not fit."""
     state = _read_json(folder / "state.json")
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise DamagedCheckpoint("state.json: not a loop state")
@@ -120,19 +114,15 @@ def load_checkpoint(
         raise DamagedCheckpoint("rng.safetensors or scheduler.json: not what a checkpoint holds")
     _check_moments(tensors, optimizer)
     # the optimizer checks its groups before it changes anything: restored first
-    _read(
-        folder / "optimizer.json", lambda: optimizer.load_state_dict(_join_optimizer(tensors, meta))
-    )
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
+    moments = _read(folder / "optimizer.json", lambda: _join_optimizer(tensors, meta))
+    _read(folder / "optimizer.json", lambda: optimizer.load_state_dict(moments))
+    sharding.set_weights(model, weights)
     scheduler.load_state_dict(schedule)
     torch.set_rng_state(rng["torch"])
     cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda."))]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
-    return state
+    return state, moments
 
 
 def _check_moments(tensors: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:

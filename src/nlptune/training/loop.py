@@ -28,6 +28,7 @@ from nlptune.data.features import Features
 from nlptune.errors import NlptuneError
 from nlptune.progress import Progress
 from nlptune.training import checkpoint as ckpt
+from nlptune.training import sharding
 from nlptune.training import trackers as tracking
 from nlptune.training.evaluate import item_groups, stream
 from nlptune.training.frozen_cache import CachedEncoder
@@ -167,17 +168,27 @@ def fit(job: Job) -> LoopState:
     scheduler = linear_schedule(
         optimizer, warmup_steps(total, t.warmup_ratio, t.warmup_steps), total
     )
-    state = LoopState()
+    state, moments = LoopState(), None
     last, best = job.folder / "checkpoints" / "last", job.folder / "checkpoints" / "best"
     if job.resume:
-        state = _resume(job, optimizer, scheduler, last, best)
+        state, moments = _resume(job, optimizer, scheduler, last, best)
         if acc.is_main_process:
             logger.info("resuming from step %d of %d", state.step, total)
     enable(model, job.plan)
     if _replan(job, state) and acc.is_main_process:
         stage, count = _stage(job)
         logger.info("step %d: %s (%s parameters train)", state.step, stage, f"{count:,}")
-    wrapped, optimizer = acc.prepare(model, optimizer)
+    sharding.deepspeed_batch(acc, t.batch_size, t.grad_accum)
+    try:
+        wrapped, optimizer = acc.prepare(model, optimizer)
+    except ValueError as err:  # FSDP told to shard a layer class the model has not
+        advice = sharding.prepare_error(model, err) if sharding.is_sharded(acc) else None
+        if advice is None:
+            raise
+        raise NlptuneError(advice) from None
+    sharding.mark(model, acc)
+    if moments is not None and sharding.is_sharded(acc):  # FSDP replaced the parameters
+        sharding.set_optimizer_state(model, optimizer, moments, acc)
     if t.compile:
         wrapped = compiled(wrapped)
     log = RunLog(
@@ -205,7 +216,7 @@ def fit(job: Job) -> LoopState:
         )
     if state.best_step >= 0 and seen:
         try:
-            ckpt.load_weights(model, best)
+            ckpt.load_weights(model, best, acc)
         except ckpt.DamagedCheckpoint as err:
             raise NlptuneError(
                 f"the best weights ({best}, step {state.best_step}) are damaged ({err}); train "
@@ -226,17 +237,19 @@ def compiled(model: Any) -> Any:
         ) from None
 
 
-def _resume(job: Job, optimizer: Any, scheduler: Any, last: Path, best: Path) -> LoopState:
-    """The loop state of the newest intact checkpoint at ``last`` (restoring model, optimizer,
-    schedule and RNG from it). A damaged checkpoint is said and passed over for an older intact
-    one; none left is a NlptuneError that points to ``--overwrite``."""
+def _resume(
+    job: Job, optimizer: Any, scheduler: Any, last: Path, best: Path
+) -> tuple[LoopState, dict[str, Any]]:
+    """The loop state and optimizer state of the newest intact checkpoint at ``last`` (restoring
+    model, optimizer, schedule and RNG from it). A damaged checkpoint is said and passed over for
+    an older intact one; none left is a NlptuneError that points to ``--overwrite``."""
     found = ckpt.candidates(last)
     if not found:
         raise NlptuneError(f"--resume: no checkpoint under {last.parent}; start without --resume")
     damaged: list[str] = []
     for folder in found:
         try:
-            loaded = ckpt.load_checkpoint(folder, job.model, optimizer, scheduler)
+            loaded, moments = ckpt.load_checkpoint(folder, job.model, optimizer, scheduler)
             state = LoopState(**loaded)
         except (ckpt.DamagedCheckpoint, TypeError) as err:
             step = ckpt.checkpoint_step(folder)
@@ -258,7 +271,7 @@ def _resume(job: Job, optimizer: Any, scheduler: Any, last: Path, best: Path) ->
                     f"--resume: the best weights so far ({best}, step {state.best_step}) are "
                     f"damaged ({err}); pass --overwrite to start the run again"
                 ) from None
-        return state
+        return state, moments
     raise NlptuneError(
         f"--resume: {damaged[0]}, and there is no older intact checkpoint; pass --overwrite to "
         "start the run again"
@@ -558,7 +571,8 @@ def evaluate_dev(job: Job) -> dict[str, float]:
     )
     try:
         assert job.evaluate is not None
-        return job.evaluate(rows)
+        with sharding.gathered(model, job.accelerator):
+            return job.evaluate(rows)
     finally:
         if job.cache is not None:
             job.cache.split = "train"
@@ -594,9 +608,11 @@ def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
     if better:
         state.best_metric, state.best_step, state.best_metrics = value, state.step, metrics
         state.bad_evals = 0
+        # every process takes part (FSDP gathers the shards); the main one writes
+        weights = sharding.full_weights(job.model, job.plan.params, job.accelerator)
         if job.accelerator.is_main_process:
             best.mkdir(parents=True, exist_ok=True)
-            ckpt.save_weights(job.model, best, job.plan.params)
+            ckpt.save_weights(weights, best)
     else:
         state.bad_evals += 1
         patience = job.trainer.early_stopping_patience
@@ -607,7 +623,11 @@ def _evaluate(job: Job, state: LoopState, log: RunLog, best: Path) -> None:
 
 
 def _checkpoint(job: Job, optimizer: Any, scheduler: Any, state: LoopState, last: Path) -> None:
-    if job.accelerator.is_main_process:
+    acc = job.accelerator
+    # every process takes part (FSDP gathers the shards); the main one writes
+    weights = sharding.full_weights(job.model, job.plan.params, acc)
+    moments = sharding.full_optimizer_state(job.model, optimizer, acc)
+    if acc.is_main_process:
         saved = {**asdict(state), "wall_seconds": job.wall()}  # what a resumed run adds to
-        ckpt.save_checkpoint(last, job.model, job.plan.params, optimizer, scheduler, saved)
+        ckpt.save_checkpoint(last, weights, moments, scheduler, saved)
     job.accelerator.wait_for_everyone()

@@ -36,6 +36,9 @@ def make_accelerator(precision: str, threads: int | None) -> Any:
     # several processes; without it each process would train alone.
     _reset_single_process_state()
     accelerator = Accelerator(mixed_precision=mixed, cpu=device.type == "cpu")
+    from nlptune.training.sharding import check_version
+
+    check_version(accelerator)
     if not accelerator.is_main_process:
         logger.setLevel(logging.WARNING)  # one process reports
     return accelerator
