@@ -383,9 +383,10 @@ def _check_not_sharded(run: RunConfig, accelerator: Any) -> None:
 
 
 def unsharded(p: Parts, model: TaskModel, accelerator: Any) -> TaskModel:
-    """A plain copy of a model FSDP shards, for the main process to save (the others return
-    ``model``): every process takes part in gathering its parameters, which the main one loads
-    into a model built again as training built it."""
+    """A plain copy of a model FSDP shards (or DeepSpeed holds in bf16 with partitioned fp32
+    masters), for the main process to save (the others return ``model``): every process takes
+    part in gathering its parameters, which the main one loads into a model built again as
+    training built it."""
     import torch
 
     from nlptune.training import sharding

@@ -454,29 +454,33 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def _fsdp(tmp_path: Path, program: str, layers: str = "BertLayer") -> list[str]:
-    """The command that runs ``program`` (Python source) on 2 CPU processes under
-    configs/accelerate/fsdp.yaml, FSDP2 sharding each ``layers`` module."""
-    script = tmp_path / "fsdp_program.py"
-    script.write_text(FSDP_ON_CPU + program)
+def _launch(tmp_path: Path, prelude: str, program: str, config: str, *options: str) -> list[str]:
+    """The command that runs ``prelude + program`` (Python source) on 2 CPU processes under
+    ``configs/accelerate/CONFIG.yaml``."""
+    script = tmp_path / f"{config}_program.py"
+    script.write_text(prelude + program)
     return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(ACCELERATE_CONFIGS / "fsdp.yaml"),
+        str(ACCELERATE_CONFIGS / f"{config}.yaml"),
         "--num_processes",
         "2",
         "--mixed_precision",
         "no",
-        "--dynamo_backend",
-        "no",
         "--main_process_port",
         str(_free_port()),
-        "--fsdp_transformer_layer_cls_to_wrap",
-        layers,
+        *options,
         str(script),
     ]
+
+
+def _fsdp(tmp_path: Path, program: str, layers: str = "BertLayer") -> list[str]:
+    """``program`` on 2 CPU processes under configs/accelerate/fsdp.yaml, FSDP2 sharding each
+    ``layers`` module."""
+    options = ("--dynamo_backend", "no", "--fsdp_transformer_layer_cls_to_wrap", layers)
+    return _launch(tmp_path, FSDP_ON_CPU, program, "fsdp", *options)
 
 
 def _same_weights(one: Path, two: Path, atol: float = 1e-5) -> None:
@@ -585,25 +589,106 @@ def test_fsdp_refusals_say_what_to_launch_instead(tiny_bert: Path) -> None:
     sharding.check_version(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=True))
 
 
-def test_deepspeed_is_given_the_micro_batch_and_refuses_accumulation() -> None:
-    """DeepSpeed (not installable on this CPU machine) needs its per-process micro-batch before
-    accelerate's prepare(): nlptune fills an "auto" or missing one from trainer.batch_size,
-    keeps a number the user's DeepSpeed config names, and refuses trainer.grad_accum > 1 (DeepSpeed
-    steps at every backward) with one line. Without DeepSpeed nothing changes."""
+def test_deepspeed_is_given_the_micro_batch_and_refuses_what_it_cannot_run() -> None:
+    """DeepSpeed needs its per-process micro-batch before accelerate's prepare(): nlptune fills
+    an "auto" or missing one from trainer.batch_size and keeps a number the user's DeepSpeed
+    config names. It refuses, with one line each, trainer.grad_accum > 1 (DeepSpeed steps at
+    every backward), gradual unfreezing (its partitions are fixed at start-up) and ZeRO stage 3
+    (FSDP is the full shard). Without DeepSpeed nothing changes."""
     from types import SimpleNamespace
 
     from nlptune.errors import NlptuneError
     from nlptune.training import sharding
 
-    def accelerator(value: Any) -> Any:
+    def accelerator(value: Any, stage: int = 2) -> Any:
         config = {} if value is None else {"train_micro_batch_size_per_gpu": value}
-        plugin = SimpleNamespace(deepspeed_config=config, get_value=config.get)
+        plugin = SimpleNamespace(deepspeed_config=config, get_value=config.get, zero_stage=stage)
         return SimpleNamespace(deepspeed_plugin=plugin, num_processes=4)
 
     for given, expected in (("auto", 8), (None, 8), (5, 5)):
         acc = accelerator(given)
-        sharding.deepspeed_batch(acc, batch_size=32, grad_accum=1)
+        sharding.check_deepspeed(acc, batch_size=32, grad_accum=1, strategy="full")
         assert acc.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] == expected
-    with pytest.raises(NlptuneError, match="trainer.grad_accum=2 under DeepSpeed"):
-        sharding.deepspeed_batch(accelerator("auto"), batch_size=32, grad_accum=2)
-    sharding.deepspeed_batch(SimpleNamespace(deepspeed_plugin=None), batch_size=32, grad_accum=2)
+    for acc, grad_accum, strategy, match in (
+        (accelerator("auto"), 2, "full", "trainer.grad_accum=2 under DeepSpeed"),
+        (accelerator("auto"), 1, "gradual", "strategy.type=gradual under DeepSpeed"),
+        (accelerator("auto", stage=3), 1, "full", "ZeRO stage 3 .*fsdp.yaml"),
+    ):
+        with pytest.raises(NlptuneError, match=match):
+            sharding.check_deepspeed(acc, batch_size=32, grad_accum=grad_accum, strategy=strategy)
+    none = SimpleNamespace(deepspeed_plugin=None)
+    sharding.check_deepspeed(none, batch_size=32, grad_accum=2, strategy="gradual")
+
+
+# accelerate turns DeepSpeed off on a machine without accelerators (Accelerator(cpu=True), as
+# nlptune builds it there); this prelude turns it on over the gloo processes accelerate started,
+# with the plugin accelerate's launcher configured from configs/accelerate/deepspeed_zero2.yaml
+# (DeepSpeed's CPU accelerator uses gloo without oneCCL). nlptune's code is unchanged.
+DEEPSPEED_ON_CPU = r"""
+import accelerate
+from accelerate.state import PartialState
+from accelerate.utils import DeepSpeedPlugin, DistributedType
+
+_init = accelerate.Accelerator.__init__
+
+
+def _init_deepspeed(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    plugin = DeepSpeedPlugin()  # from the launcher's ACCELERATE_DEEPSPEED_* variables
+    plugin.set_mixed_precision(self.state.mixed_precision)
+    PartialState().distributed_type = DistributedType.DEEPSPEED
+    self.state.distributed_type = DistributedType.DEEPSPEED
+    self.state.deepspeed_plugins = plugin
+    plugin.select(_from_accelerator_state=True)
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")
+
+
+accelerate.Accelerator.__init__ = _init_deepspeed
+"""
+
+
+def test_deepspeed_zero2_checkpoints_resumes_and_saves_whole_weights(
+    tiny_bert_no_dropout: Path, tmp_path: Path
+) -> None:
+    """Under ZeRO-2 the fp32 master weights and Adam moments are partitioned over the processes.
+    Two processes train to step 30, checkpoint and crash; `--resume` under DeepSpeed ends where
+    one uninterrupted process does (resuming without the moments drifts by ~0.05), and the saved
+    model is the whole 1-process model. Runs where DeepSpeed is installed (not by nlptune's
+    install: `pip install --no-build-isolation deepspeed` after torch)."""
+    pytest.importorskip("deepspeed")
+    from nlptune.training.checkpoint import checkpoint_step
+
+    paths = {}
+    for name in ("whole", "zero2"):
+        config = tiny_config(
+            tiny_bert_no_dropout,
+            tmp_path / name,
+            trainer={"epochs": 8, "batch_size": 8, "eval_every": 12, "save_every": 5},
+        )
+        paths[name] = _write(config, tmp_path / f"{name}.yaml")
+    _train_here("train", str(paths["whole"]))
+    folder = tmp_path / "zero2"
+
+    argv = [
+        *_launch(tmp_path, DEEPSPEED_ON_CPU, DRIVER, "deepspeed_zero2"),
+        str(paths["zero2"]),
+        str(tmp_path / "record"),
+        "30",
+    ]
+    killed = _train(argv, _env(), check=False)
+    assert killed.returncode != 0 and not (folder / "metrics.json").exists(), killed.stderr[-2000:]
+    assert checkpoint_step(folder / "checkpoints" / "last") == 30
+    from safetensors.torch import load_file
+
+    moments = load_file(str(folder / "checkpoints" / "last" / "optimizer.safetensors"))
+    assert moments["0.exp_avg"].shape == (60, 32) and float(moments["0.step"]) == 30
+    resume = _launch(tmp_path, DEEPSPEED_ON_CPU, RUN_CLI, "deepspeed_zero2")
+    _train([*resume, "train", str(paths["zero2"]), "--resume"], _env())
+    whole, resumed = _metrics(tmp_path / "whole"), _metrics(folder)
+    assert resumed["steps"] == whole["steps"] == 96
+    assert resumed["best_step"] == whole["best_step"] and whole["dev"]["accuracy"] > 0.6
+    for key, value in whole["dev"].items():
+        assert resumed["dev"][key] == pytest.approx(value, abs=1e-4), key
+    _same_weights(tmp_path / "whole", folder)
