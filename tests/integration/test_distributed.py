@@ -445,6 +445,34 @@ def _init_fsdp(self, *args, **kwargs):
 accelerate.Accelerator.__init__ = _init_fsdp
 """
 
+# accelerate turns DeepSpeed off on a machine without accelerators (Accelerator(cpu=True), as
+# nlptune builds it there); this prelude turns it on over the gloo processes accelerate started,
+# with the plugin accelerate's launcher configured from configs/accelerate/deepspeed_zero2.yaml
+# (DeepSpeed's CPU accelerator uses gloo without oneCCL). nlptune's code is unchanged.
+DEEPSPEED_ON_CPU = r"""
+import accelerate
+from accelerate.state import PartialState
+from accelerate.utils import DeepSpeedPlugin, DistributedType
+
+_init = accelerate.Accelerator.__init__
+
+
+def _init_deepspeed(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    plugin = DeepSpeedPlugin()  # from the launcher's ACCELERATE_DEEPSPEED_* variables
+    plugin.set_mixed_precision(self.state.mixed_precision)
+    PartialState().distributed_type = DistributedType.DEEPSPEED
+    self.state.distributed_type = DistributedType.DEEPSPEED
+    self.state.deepspeed_plugins = plugin
+    plugin.select(_from_accelerator_state=True)
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")
+
+
+accelerate.Accelerator.__init__ = _init_deepspeed
+"""
+
 RUN_CLI = """
 import sys
 
@@ -496,18 +524,31 @@ def _same_weights(one: Path, two: Path, atol: float = 1e-5) -> None:
             assert (a[key] - b[key]).abs().max().item() <= atol, f"{name}: {key}"
 
 
-def test_fsdp_checkpoints_resumes_and_saves_whole_weights(
-    tiny_bert_no_dropout: Path, tmp_path: Path
+@pytest.mark.parametrize("engine", ["fsdp", "deepspeed"])
+def test_sharded_runs_checkpoint_resume_and_save_whole_weights(
+    tiny_bert_no_dropout: Path, tmp_path: Path, engine: str
 ) -> None:
-    """Under FSDP every parameter and optimizer moment is a shard. Two processes train to step
-    30, checkpoint and crash; `--resume` under FSDP ends where one uninterrupted process does:
-    the best weights and the checkpoint were gathered whole (the moments too: resuming without
-    them drifts), the optimizer was given its moments after sharding, and the saved model is the
-    whole one-process model, not a shard."""
+    """Under FSDP every parameter and Adam moment is a shard; under DeepSpeed ZeRO-2 the fp32
+    master weights and the moments are partitioned. Two processes train to step 30, checkpoint
+    and crash; `--resume` under the same engine ends where one uninterrupted process does: the
+    checkpoint holds whole tensors and moments (resuming without the moments drifts by ~0.05),
+    they were given back after the engine split them, and the saved model is the whole
+    1-process model. DeepSpeed runs where it is installed (not by nlptune's install:
+    `pip install --no-build-isolation deepspeed` after torch)."""
+    from safetensors.torch import load_file
+
     from nlptune.training.checkpoint import checkpoint_step
 
+    if engine == "deepspeed":
+        pytest.importorskip("deepspeed")
+
+    def launch(program: str) -> list[str]:
+        if engine == "fsdp":
+            return _fsdp(tmp_path, program)
+        return _launch(tmp_path, DEEPSPEED_ON_CPU, program, "deepspeed_zero2")
+
     paths = {}
-    for name in ("whole", "sharded"):
+    for name in ("whole", engine):
         config = tiny_config(
             tiny_bert_no_dropout,
             tmp_path / name,
@@ -515,19 +556,18 @@ def test_fsdp_checkpoints_resumes_and_saves_whole_weights(
         )
         paths[name] = _write(config, tmp_path / f"{name}.yaml")
     _train_here("train", str(paths["whole"]))
-    folder = tmp_path / "sharded"
-    argv = [*_fsdp(tmp_path, DRIVER), str(paths["sharded"]), str(tmp_path / "record"), "30"]
+    folder = tmp_path / engine
+    argv = [*launch(DRIVER), str(paths[engine]), str(tmp_path / "record"), "30"]
     killed = _train(argv, _env(), check=False)
-    assert killed.returncode != 0 and not (folder / "metrics.json").exists()
-    assert checkpoint_step(folder / "checkpoints" / "last") == 30
-    # the checkpoint holds whole tensors (a shard of the 60-word embedding would have 30 rows)
-    from safetensors.torch import load_file
-
-    saved = load_file(str(folder / "checkpoints" / "last" / "model.safetensors"))
-    assert saved["encoder.base.embeddings.word_embeddings.weight"].shape[0] == 60
-    moments = load_file(str(folder / "checkpoints" / "last" / "optimizer.safetensors"))
-    assert any(value.shape == (60, 32) for value in moments.values())
-    _train(_fsdp(tmp_path, RUN_CLI) + ["train", str(paths["sharded"]), "--resume"], _env())
+    assert killed.returncode != 0 and not (folder / "metrics.json").exists(), killed.stderr[-2000:]
+    last = folder / "checkpoints" / "last"
+    assert checkpoint_step(last) == 30
+    # whole tensors (a shard of the 60-word embedding would have 30 rows), whole moments
+    saved = load_file(str(last / "model.safetensors"))
+    assert saved["encoder.base.embeddings.word_embeddings.weight"].shape == (60, 32)
+    moments = load_file(str(last / "optimizer.safetensors"))
+    assert moments["0.exp_avg"].shape == (60, 32) and float(moments["0.step"]) == 30
+    _train([*launch(RUN_CLI), "train", str(paths[engine]), "--resume"], _env())
     whole, resumed = _metrics(tmp_path / "whole"), _metrics(folder)
     assert resumed["steps"] == whole["steps"] == 96
     assert resumed["best_step"] == whole["best_step"] and whole["dev"]["accuracy"] > 0.6
@@ -618,77 +658,3 @@ def test_deepspeed_is_given_the_micro_batch_and_refuses_what_it_cannot_run() -> 
             sharding.check_deepspeed(acc, batch_size=32, grad_accum=grad_accum, strategy=strategy)
     none = SimpleNamespace(deepspeed_plugin=None)
     sharding.check_deepspeed(none, batch_size=32, grad_accum=2, strategy="gradual")
-
-
-# accelerate turns DeepSpeed off on a machine without accelerators (Accelerator(cpu=True), as
-# nlptune builds it there); this prelude turns it on over the gloo processes accelerate started,
-# with the plugin accelerate's launcher configured from configs/accelerate/deepspeed_zero2.yaml
-# (DeepSpeed's CPU accelerator uses gloo without oneCCL). nlptune's code is unchanged.
-DEEPSPEED_ON_CPU = r"""
-import accelerate
-from accelerate.state import PartialState
-from accelerate.utils import DeepSpeedPlugin, DistributedType
-
-_init = accelerate.Accelerator.__init__
-
-
-def _init_deepspeed(self, *args, **kwargs):
-    _init(self, *args, **kwargs)
-    plugin = DeepSpeedPlugin()  # from the launcher's ACCELERATE_DEEPSPEED_* variables
-    plugin.set_mixed_precision(self.state.mixed_precision)
-    PartialState().distributed_type = DistributedType.DEEPSPEED
-    self.state.distributed_type = DistributedType.DEEPSPEED
-    self.state.deepspeed_plugins = plugin
-    plugin.select(_from_accelerator_state=True)
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend="gloo")
-
-
-accelerate.Accelerator.__init__ = _init_deepspeed
-"""
-
-
-def test_deepspeed_zero2_checkpoints_resumes_and_saves_whole_weights(
-    tiny_bert_no_dropout: Path, tmp_path: Path
-) -> None:
-    """Under ZeRO-2 the fp32 master weights and Adam moments are partitioned over the processes.
-    Two processes train to step 30, checkpoint and crash; `--resume` under DeepSpeed ends where
-    one uninterrupted process does (resuming without the moments drifts by ~0.05), and the saved
-    model is the whole 1-process model. Runs where DeepSpeed is installed (not by nlptune's
-    install: `pip install --no-build-isolation deepspeed` after torch)."""
-    pytest.importorskip("deepspeed")
-    from nlptune.training.checkpoint import checkpoint_step
-
-    paths = {}
-    for name in ("whole", "zero2"):
-        config = tiny_config(
-            tiny_bert_no_dropout,
-            tmp_path / name,
-            trainer={"epochs": 8, "batch_size": 8, "eval_every": 12, "save_every": 5},
-        )
-        paths[name] = _write(config, tmp_path / f"{name}.yaml")
-    _train_here("train", str(paths["whole"]))
-    folder = tmp_path / "zero2"
-
-    argv = [
-        *_launch(tmp_path, DEEPSPEED_ON_CPU, DRIVER, "deepspeed_zero2"),
-        str(paths["zero2"]),
-        str(tmp_path / "record"),
-        "30",
-    ]
-    killed = _train(argv, _env(), check=False)
-    assert killed.returncode != 0 and not (folder / "metrics.json").exists(), killed.stderr[-2000:]
-    assert checkpoint_step(folder / "checkpoints" / "last") == 30
-    from safetensors.torch import load_file
-
-    moments = load_file(str(folder / "checkpoints" / "last" / "optimizer.safetensors"))
-    assert moments["0.exp_avg"].shape == (60, 32) and float(moments["0.step"]) == 30
-    resume = _launch(tmp_path, DEEPSPEED_ON_CPU, RUN_CLI, "deepspeed_zero2")
-    _train([*resume, "train", str(paths["zero2"]), "--resume"], _env())
-    whole, resumed = _metrics(tmp_path / "whole"), _metrics(folder)
-    assert resumed["steps"] == whole["steps"] == 96
-    assert resumed["best_step"] == whole["best_step"] and whole["dev"]["accuracy"] > 0.6
-    for key, value in whole["dev"].items():
-        assert resumed["dev"][key] == pytest.approx(value, abs=1e-4), key
-    _same_weights(tmp_path / "whole", folder)
