@@ -81,7 +81,7 @@ def full_weights(
     model: torch.nn.Module, names: Any, accelerator: Any = None
 ) -> dict[str, torch.Tensor]:
     """The parameters ``names`` of ``model``, whole and detached: on the main process (every
-    process calls this under FSDP; the others get ``{}``)."""
+    process calls this under FSDP or DeepSpeed; the others get ``{}``)."""
     keep = set(names)
     if is_deepspeed(accelerator):
         from deepspeed.utils import safe_get_full_fp32_param
@@ -112,7 +112,7 @@ def set_weights(
     model: torch.nn.Module, state: dict[str, torch.Tensor], accelerator: Any = None
 ) -> None:
     """Copy the whole tensors ``state`` into ``model``'s parameters (every process, each with
-    the same ``state``, under FSDP)."""
+    the same ``state``, under FSDP or DeepSpeed: each keeps its own part)."""
     sharded, deepspeed = is_sharded(accelerator), is_deepspeed(accelerator)
     if sharded:  # the shards are what trains: a module left gathered (the root) holds copies
         _reshard(model)
@@ -197,7 +197,7 @@ def set_optimizer_state(
     model: torch.nn.Module, optimizer: Any, state: dict[str, Any], accelerator: Any = None
 ) -> None:
     """Load a state dict in torch's layout, moments whole, into the optimizer (every process,
-    each with the same ``state``, under FSDP)."""
+    each with the same ``state``, under FSDP or DeepSpeed: each keeps its own part)."""
     inner = _inner(optimizer)
     if is_deepspeed(accelerator):
         _set_deepspeed_optimizer_state(model, optimizer, state)
