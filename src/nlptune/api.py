@@ -175,7 +175,7 @@ def _train(
     metrics["wall_seconds"] = round(state.wall_seconds + time.perf_counter() - started, 2)
     metrics["parameters"] = parameter_counts(model)
     metrics.update(summed_peak_memory(accelerator))
-    if sharding.is_sharded(accelerator) or sharding.is_deepspeed(accelerator):
+    if sharding.is_split(accelerator):
         # the main process saves a plain copy with the gathered (fp32) weights
         model = build.unsharded(p, model, accelerator)
     if accelerator.is_main_process:

@@ -298,8 +298,11 @@ def train_model(
     when this process began the run, ``time.perf_counter()``, for its wall time)."""
     import torch
 
+    from nlptune.training import sharding
     from nlptune.training.loop import Job, fit
 
+    t = run.trainer  # DeepSpeed: its micro-batch set, what it can't run refused, before loading
+    sharding.check_deepspeed(accelerator, t.batch_size, t.grad_accum, run.strategy.type)
     torch.manual_seed(run.seed)  # the heads' initial weights
     model, new = new_model(p)
     model, plan = p.strategy.apply(model, new)

@@ -75,7 +75,7 @@ def save_checkpoint(
     state: dict[str, Any],
 ) -> None:
     """Write a full resume checkpoint to ``folder`` (replacing it atomically): whole
-    ``weights`` and optimizer state (:mod:`sharding` gathers them under FSDP)."""
+    ``weights`` and optimizer state (:mod:`sharding` gathers them under FSDP and DeepSpeed)."""
     new = folder.with_name(folder.name + ".new")
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
@@ -97,9 +97,9 @@ def load_checkpoint(
     folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore everything :func:`save_checkpoint` wrote into an unsharded model and optimizer;
-    return the loop state and the optimizer state (FSDP loads that again once it has sharded the
-    parameters). Every file is read and checked first: DamagedCheckpoint (and nothing restored)
-    when one is missing, truncated or does not fit."""
+    return the loop state and the optimizer state (FSDP and DeepSpeed load that again once they
+    have split the parameters or groups). Every file is read and checked first:
+    DamagedCheckpoint (and nothing restored) when one is missing, truncated or does not fit."""
     state = _read_json(folder / "state.json")
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise DamagedCheckpoint("state.json: not a loop state")

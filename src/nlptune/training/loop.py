@@ -178,8 +178,6 @@ def fit(job: Job) -> LoopState:
     if _replan(job, state) and acc.is_main_process:
         stage, count = _stage(job)
         logger.info("step %d: %s (%s parameters train)", state.step, stage, f"{count:,}")
-    strategy = job.config.get("strategy", {}).get("type", "") if job.config else ""
-    sharding.check_deepspeed(acc, t.batch_size, t.grad_accum, strategy)
     if sharding.is_deepspeed(acc):
         sharding.remember_layout(model, optimizer)
     try:
@@ -190,7 +188,7 @@ def fit(job: Job) -> LoopState:
             raise
         raise NlptuneError(advice) from None
     sharding.mark(model, acc)
-    if moments is not None and (sharding.is_sharded(acc) or sharding.is_deepspeed(acc)):
+    if moments is not None and sharding.is_split(acc):
         # FSDP replaced the parameters, DeepSpeed the groups: the moments given again
         sharding.set_optimizer_state(model, optimizer, moments, acc)
     if t.compile:

@@ -33,6 +33,12 @@ def is_deepspeed(accelerator: Any) -> bool:
     return accelerator is not None and getattr(accelerator, "deepspeed_plugin", None) is not None
 
 
+def is_split(accelerator: Any) -> bool:
+    """Whether the training state is split over the processes (FSDP or DeepSpeed): reading or
+    writing it whole takes every process."""
+    return is_sharded(accelerator) or is_deepspeed(accelerator)
+
+
 def check_version(accelerator: Any) -> None:
     """FSDP version 1 (flattened parameters) is not supported: one error line that says so."""
     from accelerate.utils import DistributedType
@@ -141,18 +147,21 @@ def _inner(optimizer: Any) -> torch.optim.Optimizer:
     return getattr(optimizer, "optimizer", optimizer)
 
 
+def _layout(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[list[str]]:
+    """The names of each group's parameters of ``optimizer``."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
+
+
 def _positions(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
     """The names of the optimizer's parameters, in the order torch numbers them."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    return [name for group in _layout(model, optimizer) for name in group]
 
 
 def remember_layout(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Note which parameter each group of ``optimizer`` holds, by name, before DeepSpeed replaces
     the groups' parameters with its flat partitions."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    layout = [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
-    optimizer._nlptune_layout = layout  # type: ignore[attr-defined]
+    optimizer._nlptune_layout = _layout(model, optimizer)  # type: ignore[attr-defined]
 
 
 def _deepspeed_layout(optimizer: Any) -> tuple[Any, list[list[str]]]:
